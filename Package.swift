@@ -1,0 +1,123 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "dlhub-slurm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dlhubd", targets: ["dlhubd"]),
+        .executable(name: "dlhub", targets: ["dlhub"]),
+        .executable(name: "dlhub-pilot", targets: ["dlhub-pilot"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // C stays at the edge: module maps and shim headers only.
+        .systemLibrary(name: "CSlurm", path: "Sources/CSlurm"),
+        .systemLibrary(name: "CMunge", path: "Sources/CMunge", pkgConfig: "munge"),
+
+        // The domain, with no I/O: metadata, validation, identifiers, archives, state machines.
+        .target(
+            name: "DLHubCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        // The one target that imports libslurm and libmunge.
+        .target(
+            name: "DLHubCluster",
+            dependencies: [
+                "CSlurm", "CMunge", "DLHubCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The service: registry, index, auth, HTTP API, task store, dispatch, pilot manager.
+        .target(
+            name: "DLHubService",
+            dependencies: [
+                "DLHubCore", "DLHubCluster",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The pilot: connects out to dlhubd from a Slurm job, keeps workers resident.
+        .target(
+            name: "DLHubPilot",
+            dependencies: [
+                "DLHubCore", "DLHubCluster",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test doubles for the seams (Slurm client, authenticator, clock).
+        .target(
+            name: "DLHubTesting",
+            dependencies: ["DLHubCore", "DLHubCluster", "DLHubService"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "dlhubd",
+            dependencies: [
+                "DLHubService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "dlhub",
+            dependencies: [
+                "DLHubCore", "DLHubCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "dlhub-pilot",
+            dependencies: [
+                "DLHubPilot",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "DLHubCoreTests", dependencies: ["DLHubCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DLHubServiceTests",
+            dependencies: [
+                "DLHubService", "DLHubTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["DLHubCore", "DLHubTesting"], swiftSettings: swiftSettings),
+    ]
+)

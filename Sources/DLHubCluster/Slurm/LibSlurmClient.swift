@@ -1,0 +1,156 @@
+import CSlurm
+import DLHubCore
+import Dispatch
+import Glibc
+import Logging
+
+/// `SlurmScheduler` over libslurm: submit, load job info, cancel and signal through the C API,
+/// never by parsing `sbatch` or `squeue` output.
+///
+/// libslurm calls block on RPCs to slurmctld, so every call runs on one dedicated dispatch
+/// queue, off the Swift concurrency pool. `SLURM_CONF` selects the cluster, as for the commands.
+public final class LibSlurmClient: SlurmScheduler {
+    private let queue = DispatchQueue(label: "dlhub.libslurm")
+    private let logger: Logger
+
+    private static let initialised: Void = { slurm_init(nil) }()
+
+    public init(logger: Logger = Logger(label: "dlhub.slurm")) {
+        self.logger = logger
+        _ = Self.initialised
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable () throws(DLHubError) -> T) async throws(DLHubError) -> T {
+        let result: Result<T, DLHubError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(DLHubError) { continuation.resume(returning: .success(try body())) } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    static func lastError(_ operation: String) -> DLHubError {
+        let code = slurm_get_errno()
+        let text = String(cString: slurm_strerror(code))
+        return DLHubError(.slurm, "\(operation): \(text) (slurm error \(code))")
+    }
+
+    public func submit(_ job: JobSubmission) async throws(DLHubError) -> UInt32 {
+        let id = try await run { () throws(DLHubError) -> UInt32 in try Self.submitBlocking(job) }
+        logger.info("submitted pilot job", metadata: ["slurm.job_id": "\(id)", "slurm.partition": "\(job.partition ?? "default")"])
+        return id
+    }
+
+    static func submitBlocking(_ job: JobSubmission) throws(DLHubError) -> UInt32 {
+        var desc = job_desc_msg_t()
+        slurm_init_job_desc_msg(&desc)
+        var owned: [UnsafeMutablePointer<CChar>] = []
+        defer { owned.forEach { free($0) } }
+        func c(_ s: String?) -> UnsafeMutablePointer<CChar>? {
+            guard let s else { return nil }
+            let p = strdup(s)!
+            owned.append(p)
+            return p
+        }
+        desc.name = c(job.name)
+        desc.script = c(job.script)
+        desc.work_dir = c(job.workDir)
+        desc.partition = c(job.partition)
+        desc.account = c(job.account)
+        desc.qos = c(job.qos)
+        desc.features = c(job.constraint)
+        if let gres = job.gres { desc.tres_per_node = c(gres.hasPrefix("gres:") ? gres : "gres:\(gres)") }
+        desc.std_out = c(job.outputPath)
+        desc.std_err = c(job.outputPath)
+        desc.min_nodes = UInt32(job.nodes)
+        desc.max_nodes = UInt32(job.nodes)
+        desc.user_id = getuid()
+        desc.group_id = getgid()
+        if let cpus = job.cpusPerTask { desc.cpus_per_task = UInt16(cpus) }
+        if let mem = job.memoryPerNodeMB { desc.pn_min_memory = UInt64(mem) }
+        if let minutes = job.timeLimitMinutes { desc.time_limit = UInt32(minutes) }
+        if let begin = job.beginTime { desc.begin_time = time_t(begin) }
+        if let w = job.warningSignal {
+            desc.warn_signal = UInt16(w.signal)
+            desc.warn_time = UInt16(w.secondsBefore)
+        }
+        var env = job.environment.map { c($0) }
+        env.append(nil)
+        desc.env_size = UInt32(job.environment.count)
+        var response: UnsafeMutablePointer<submit_response_msg_t>?
+        let rc = env.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            desc.environment = buffer.baseAddress
+            return slurm_submit_batch_job(&desc, &response)
+        }
+        guard rc == 0, let response else {
+            var error = lastError("submitting job '\(job.name)'")
+            if slurm_get_errno() == cslurm_invalid_partition_error() {
+                error.message = "submitting job '\(job.name)': partition '\(job.partition ?? "(default)")' does not exist on this cluster; check the pool's partition (`sinfo` lists them)"
+            }
+            throw error
+        }
+        defer { slurm_free_submit_response_response_msg(response) }
+        return response.pointee.job_id
+    }
+
+    public func job(_ id: UInt32) async throws(DLHubError) -> JobInfo? {
+        try await run { () throws(DLHubError) -> JobInfo? in
+            var msg: UnsafeMutablePointer<job_info_msg_t>?
+            guard slurm_load_job(&msg, id, UInt16(SHOW_ALL)) == 0, let msg else {
+                if slurm_get_errno() == cslurm_invalid_job_id_error() { return nil }
+                throw Self.lastError("loading job \(id)")
+            }
+            defer { slurm_free_job_info_msg(msg) }
+            guard msg.pointee.record_count > 0, let record = msg.pointee.job_array else { return nil }
+            return Self.info(record.pointee)
+        }
+    }
+
+    static func info(_ j: slurm_job_info_t) -> JobInfo {
+        let base = cslurm_job_state_base(j.job_state)
+        var state: JobState
+        switch job_states(rawValue: base) {
+        case JOB_PENDING: state = .pending
+        case JOB_RUNNING: state = .running
+        case JOB_SUSPENDED: state = .suspended
+        case JOB_COMPLETE: state = .completed
+        case JOB_CANCELLED: state = .cancelled
+        case JOB_FAILED: state = .failed
+        case JOB_TIMEOUT: state = .timeout
+        case JOB_NODE_FAIL: state = .nodeFail
+        case JOB_PREEMPTED: state = .preempted
+        case JOB_BOOT_FAIL: state = .bootFail
+        case JOB_DEADLINE: state = .deadline
+        case JOB_OOM: state = .outOfMemory
+        default: state = .failed
+        }
+        if cslurm_job_is_completing(j.job_state) != 0, !state.isFinished || state == .completed { state = .completing }
+        var reason = String(cString: slurm_job_reason_string(job_state_reason(rawValue: UInt32(j.state_reason))))
+        if let desc = j.state_desc { reason += ": " + String(cString: desc) }
+        func s(_ p: UnsafeMutablePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+        return JobInfo(
+            id: j.job_id, name: s(j.name), state: state, reason: reason, nodes: s(j.nodes), partition: s(j.partition),
+            submitTime: Int64(j.submit_time), startTime: Int64(j.start_time), endTime: Int64(j.end_time),
+            timeLimitMinutes: j.time_limit == cslurm_infinite() || j.time_limit == cslurm_no_val() ? nil : j.time_limit,
+            exitCode: Int32(bitPattern: j.exit_code))
+    }
+
+    public func cancel(_ id: UInt32) async throws(DLHubError) {
+        try await run { () throws(DLHubError) in
+            if slurm_kill_job(id, UInt16(SIGKILL), 0) != 0 {
+                let e = slurm_get_errno()
+                if e == cslurm_already_done_error() || e == cslurm_invalid_job_id_error() { return }
+                throw Self.lastError("cancelling job \(id)")
+            }
+        }
+        logger.info("cancelled job", metadata: ["slurm.job_id": "\(id)"])
+    }
+
+    public func signal(_ id: UInt32, signal: Int32) async throws(DLHubError) {
+        try await run { () throws(DLHubError) in
+            if slurm_signal_job(id, UInt16(signal)) != 0 { throw Self.lastError("signalling job \(id)") }
+        }
+    }
+}

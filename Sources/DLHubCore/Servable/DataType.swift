@@ -1,0 +1,191 @@
+/// A type block in DLHub's vocabulary, as `servable.methods.run.input` and `.output` declare it.
+///
+/// `ndarray` carries a `shape` where `null` is a free dimension; `list` an `item_type`; `tuple`
+/// its `element_types`; `dict` its `properties`. `python object`, `file` and `unknown` are
+/// accepted as declared and not checked further.
+public indirect enum DataType: Sendable, Hashable, CustomStringConvertible {
+    case ndarray(shape: [Int?]?, item: DataType?)
+    case list(item: DataType?)
+    case tuple([DataType])
+    case dict(properties: [String: DataType])
+    case string
+    case integer
+    case float
+    case boolean
+    case file
+    case pythonObject(String?)
+    case unknown
+
+    public static let knownTypeNames = [
+        "ndarray", "list", "tuple", "dict", "string", "integer", "int", "float", "number", "boolean", "bool",
+        "file", "python object", "unknown",
+    ]
+
+    /// Parses a type block, appending any problem to `issues` under `path`.
+    public static func parse(_ json: JSONValue?, path: String, issues: inout [ValidationIssue]) -> DataType? {
+        guard let json else {
+            issues.append(ValidationIssue(path, "is missing: declare the type, e.g. {\"type\": \"ndarray\", \"shape\": [null, 4]}"))
+            return nil
+        }
+        if let name = json.stringValue { return parse(["type": .string(name)], path: path, issues: &issues) }
+        guard json.objectValue != nil else {
+            issues.append(ValidationIssue(path, "must be an object with a \"type\", not \(json.typeName)"))
+            return nil
+        }
+        guard let type = json["type"]?.stringValue else {
+            issues.append(ValidationIssue("\(path).type", "is missing: one of \(knownTypeNames.joined(separator: ", "))"))
+            return nil
+        }
+        switch type {
+        case "ndarray":
+            var shape: [Int?]?
+            if let s = json["shape"], !s.isNull {
+                guard let dims = s.arrayValue else {
+                    issues.append(ValidationIssue("\(path).shape", "must be a list of sizes, with null for a free dimension"))
+                    return nil
+                }
+                var out: [Int?] = []
+                for (i, d) in dims.enumerated() {
+                    if d.isNull { out.append(nil) } else if let n = d.intValue, n >= 0 { out.append(Int(n)) } else {
+                        issues.append(ValidationIssue("\(path).shape[\(i)]", "must be a non-negative integer or null"))
+                        return nil
+                    }
+                }
+                shape = out
+            }
+            let item = json["item_type"].flatMap { parse($0, path: "\(path).item_type", issues: &issues) }
+            return .ndarray(shape: shape, item: item)
+        case "list":
+            let item = json["item_type"].flatMap { parse($0, path: "\(path).item_type", issues: &issues) }
+            return .list(item: item)
+        case "tuple":
+            guard let elements = json["element_types"]?.arrayValue else {
+                issues.append(ValidationIssue("\(path).element_types", "is missing: a tuple lists the type of each element"))
+                return nil
+            }
+            var types: [DataType] = []
+            for (i, e) in elements.enumerated() {
+                guard let t = parse(e, path: "\(path).element_types[\(i)]", issues: &issues) else { return nil }
+                types.append(t)
+            }
+            return .tuple(types)
+        case "dict":
+            var props: [String: DataType] = [:]
+            for (k, v) in json["properties"]?.objectValue ?? [:] {
+                guard let t = parse(v, path: "\(path).properties.\(k)", issues: &issues) else { return nil }
+                props[k] = t
+            }
+            return .dict(properties: props)
+        case "string": return .string
+        case "integer", "int": return .integer
+        case "float", "number": return .float
+        case "boolean", "bool": return .boolean
+        case "file": return .file
+        case "python object": return .pythonObject(json["python_type"]?.stringValue)
+        case "unknown": return .unknown
+        default:
+            issues.append(ValidationIssue("\(path).type", "unknown type '\(type)': use one of \(knownTypeNames.joined(separator: ", "))"))
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .ndarray(let shape, let item):
+            let dims = shape.map { "[" + $0.map { $0.map(String.init) ?? "null" }.joined(separator: ", ") + "]" } ?? "any shape"
+            return "ndarray \(dims)" + (item.map { " of \($0)" } ?? "")
+        case .list(let item): return "list" + (item.map { " of \($0)" } ?? "")
+        case .tuple(let t): return "tuple (" + t.map(\.description).joined(separator: ", ") + ")"
+        case .dict: return "dict"
+        case .string: return "string"
+        case .integer: return "integer"
+        case .float: return "float"
+        case .boolean: return "boolean"
+        case .file: return "file"
+        case .pythonObject(let t): return "python object" + (t.map { " (\($0))" } ?? "")
+        case .unknown: return "unknown"
+        }
+    }
+
+    /// Words for the search index: the type names and shapes a scientist might search for.
+    public var searchTerms: [String] {
+        switch self {
+        case .ndarray(let shape, let item):
+            return ["ndarray", "array"] + (shape.map { ["\($0.count)d"] } ?? []) + (item?.searchTerms ?? [])
+        case .list(let item): return ["list"] + (item?.searchTerms ?? [])
+        case .tuple(let t): return ["tuple"] + t.flatMap(\.searchTerms)
+        case .dict(let p): return ["dict"] + p.keys.sorted()
+        case .pythonObject(let t): return ["python", "object"] + (t.map { [$0] } ?? [])
+        default: return [description]
+        }
+    }
+}
+
+extension DataType {
+    /// Checks that `value` fits this type; returns the first problem, naming where it is.
+    ///
+    /// Used before a request is queued, so that a wrong shape is a 400 for the caller and never
+    /// reaches a worker.
+    public func check(_ value: JSONValue, at path: String = "input") -> String? {
+        switch self {
+        case .ndarray(let shape, let item):
+            if let shape { return checkArray(value, shape: shape[...], item: item, path: path) }
+            if value.arrayValue == nil, !isScalar(value) { return "\(path): expected an array, got \(value.typeName)" }
+            return nil
+        case .list(let item):
+            guard let items = value.arrayValue else { return "\(path): expected a list, got \(value.typeName)" }
+            if let item {
+                for (i, v) in items.enumerated() { if let p = item.check(v, at: "\(path)[\(i)]") { return p } }
+            }
+            return nil
+        case .tuple(let types):
+            guard let items = value.arrayValue else { return "\(path): expected a tuple (a JSON array), got \(value.typeName)" }
+            guard items.count == types.count else { return "\(path): expected \(types.count) elements, got \(items.count)" }
+            for (i, (t, v)) in zip(types, items).enumerated() { if let p = t.check(v, at: "\(path)[\(i)]") { return p } }
+            return nil
+        case .dict(let props):
+            guard let members = value.objectValue else { return "\(path): expected an object, got \(value.typeName)" }
+            for (k, t) in props.sorted(by: { $0.key < $1.key }) {
+                guard let v = members[k] else { return "\(path): missing key '\(k)'" }
+                if let p = t.check(v, at: "\(path).\(k)") { return p }
+            }
+            return nil
+        case .string:
+            return value.stringValue == nil ? "\(path): expected a string, got \(value.typeName)" : nil
+        case .integer:
+            if case .int = value { return nil }
+            return "\(path): expected an integer, got \(value.typeName)"
+        case .float:
+            return value.doubleValue == nil ? "\(path): expected a number, got \(value.typeName)" : nil
+        case .boolean:
+            return value.boolValue == nil ? "\(path): expected true or false, got \(value.typeName)" : nil
+        case .file, .pythonObject, .unknown:
+            return nil
+        }
+    }
+
+    private func isScalar(_ v: JSONValue) -> Bool {
+        switch v {
+        case .int, .double, .bool, .string: return true
+        default: return false
+        }
+    }
+
+    private func checkArray(_ value: JSONValue, shape: ArraySlice<Int?>, item: DataType?, path: String) -> String? {
+        guard let dim = shape.first else {
+            if value.arrayValue != nil { return "\(path): expected a single value, got an array (too many dimensions)" }
+            if let item { return item.check(value, at: path) }
+            return isScalar(value) ? nil : "\(path): expected a number, string or boolean, got \(value.typeName)"
+        }
+        guard let items = value.arrayValue else {
+            return "\(path): expected an array of \(shape.count) dimension(s), got \(value.typeName)"
+        }
+        if let size = dim, items.count != size {
+            return "\(path): expected \(size) element(s) in this dimension, got \(items.count)"
+        }
+        for (i, v) in items.enumerated() {
+            if let p = checkArray(v, shape: shape.dropFirst(), item: item, path: "\(path)[\(i)]") { return p }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,167 @@
+import DLHubCore
+import Foundation
+
+/// Everything `dlhubd` is configured with: one JSON file, environment overrides, safe defaults.
+///
+/// Precedence, lowest first: defaults, the file (`--config` or `DLHUB_CONFIG`), environment
+/// variables (`DLHUB_REGISTRY`, `DLHUB_STATE_DIR`, `DLHUB_LISTEN`, `DLHUB_MAX_UPLOAD_BYTES`,
+/// `DLHUB_TOKEN_TTL`), then command-line flags.
+public struct ServiceConfiguration: Sendable {
+    /// The registry on the shared filesystem (servables and `service.json`).
+    public var registryRoot: String
+    /// Service-local state on local disk: search index, task store, token key.
+    public var stateDirectory: String
+    public var listenHost: String = "127.0.0.1"
+    public var listenPort: Int = 8750
+    /// The address clients should use, when it differs from the listen address.
+    public var publicURL: String?
+    public var maxUploadBytes: Int = 512 * 1024 * 1024
+    public var tokenLifetimeSeconds: Int = 8 * 3600
+    public var pools: [PoolConfiguration] = []
+    /// Seconds results are kept after a task finishes.
+    public var resultRetentionSeconds: Int = 24 * 3600
+    /// The interpreter pilots use for Python workers.
+    public var python: String = "python3"
+    /// The pilot executable; default: `dlhub-pilot` next to `dlhubd`.
+    public var pilotExecutable: String?
+    /// The pilot job template; default: `slurm/pilot.sbatch.template` found next to the binaries.
+    public var pilotTemplate: String?
+    /// Where pilots connect: host:port of the pilot listener (port 0 picks one).
+    public var pilotListenHost: String = "127.0.0.1"
+    public var pilotListenPort: Int = 0
+
+    public init(registryRoot: String, stateDirectory: String) {
+        self.registryRoot = registryRoot
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Loads the configuration from a file (optional) and the environment.
+    public static func load(file: String?, environment: [String: String]) throws(DLHubError) -> ServiceConfiguration {
+        var config = ServiceConfiguration(
+            registryRoot: environment["DLHUB_REGISTRY"] ?? "/var/lib/dlhub/registry",
+            stateDirectory: environment["DLHUB_STATE_DIR"] ?? "/var/lib/dlhub/state")
+        if let path = file ?? environment["DLHUB_CONFIG"] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw DLHubError(.badRequest, "cannot read the configuration file \(path); check the path given to --config or DLHUB_CONFIG")
+            }
+            let json: JSONValue
+            do { json = try JSONValue.parse(Array(data)) } catch {
+                throw DLHubError(.badRequest, "the configuration file \(path) is not valid JSON: \(error)")
+            }
+            try config.apply(json, source: path)
+        }
+        if let v = environment["DLHUB_REGISTRY"] { config.registryRoot = v }
+        if let v = environment["DLHUB_STATE_DIR"] { config.stateDirectory = v }
+        if let v = environment["DLHUB_LISTEN"] { try config.setListen(v) }
+        if let v = environment["DLHUB_MAX_UPLOAD_BYTES"] {
+            guard let n = Int(v), n > 0 else { throw DLHubError(.badRequest, "DLHUB_MAX_UPLOAD_BYTES must be a positive number of bytes, not '\(v)'") }
+            config.maxUploadBytes = n
+        }
+        if let v = environment["DLHUB_TOKEN_TTL"] {
+            guard let n = Int(v), n > 0 else { throw DLHubError(.badRequest, "DLHUB_TOKEN_TTL must be a positive number of seconds, not '\(v)'") }
+            config.tokenLifetimeSeconds = n
+        }
+        if let v = environment["DLHUB_PYTHON"] { config.python = v }
+        return config
+    }
+
+    public mutating func setListen(_ text: String) throws(DLHubError) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw DLHubError(.badRequest, "listen address '\(text)' must be HOST:PORT, e.g. 127.0.0.1:8750")
+        }
+        listenHost = String(text[..<colon])
+        listenPort = port
+    }
+
+    mutating func apply(_ json: JSONValue, source: String) throws(DLHubError) {
+        guard let members = json.objectValue else { throw DLHubError(.badRequest, "\(source): the configuration must be a JSON object") }
+        for (key, value) in members {
+            func str() throws(DLHubError) -> String {
+                guard let s = value.stringValue else { throw DLHubError(.badRequest, "\(source): \(key) must be a string") }
+                return s
+            }
+            func int() throws(DLHubError) -> Int {
+                guard let n = value.intValue, n >= 0 else { throw DLHubError(.badRequest, "\(source): \(key) must be a non-negative integer") }
+                return Int(n)
+            }
+            switch key {
+            case "registry_root": registryRoot = try str()
+            case "state_dir": stateDirectory = try str()
+            case "listen": try setListen(try str())
+            case "public_url": publicURL = try str()
+            case "max_upload_bytes": maxUploadBytes = try int()
+            case "token_ttl_seconds": tokenLifetimeSeconds = try int()
+            case "result_retention_seconds": resultRetentionSeconds = try int()
+            case "python": python = try str()
+            case "pilot_executable": pilotExecutable = try str()
+            case "pilot_template": pilotTemplate = try str()
+            case "pilot_listen":
+                var copy = self
+                try copy.setListen(try str())
+                pilotListenHost = copy.listenHost
+                pilotListenPort = copy.listenPort
+            case "pools":
+                guard let list = value.arrayValue else { throw DLHubError(.badRequest, "\(source): pools must be a list") }
+                pools = []
+                for (i, p) in list.enumerated() { pools.append(try PoolConfiguration(json: p, path: "\(source): pools[\(i)]")) }
+            default:
+                throw DLHubError(.badRequest, "\(source): unknown setting '\(key)'; see docs/configuration.md for the settings dlhubd reads")
+            }
+        }
+    }
+}
+
+/// A named pilot configuration: where and how pilot jobs are submitted.
+public struct PoolConfiguration: Sendable, Hashable {
+    public var name: String
+    public var partition: String?
+    public var account: String?
+    public var qos: String?
+    public var constraint: String?
+    public var gres: String?
+    public var nodes: Int = 1
+    public var walltimeMinutes: Int = 60
+    public var minPilots: Int = 0
+    public var maxPilots: Int = 4
+    public var idleTimeoutSeconds: Int = 300
+    public var modules: [String] = []
+    /// What a node of this pool offers, for placement.
+    public var coresPerNode: Int = 4
+    public var memoryPerNodeMB: Int = 4000
+    public var gpusPerNode: Int = 0
+    /// Workers one pilot keeps resident at most.
+    public var maxWorkersPerPilot: Int = 8
+
+    public init(name: String) { self.name = name }
+
+    init(json: JSONValue, path: String) throws(DLHubError) {
+        guard let name = json["name"]?.stringValue else { throw DLHubError(.badRequest, "\(path).name is missing") }
+        self.name = name
+        for (key, value) in json.objectValue ?? [:] {
+            func int() throws(DLHubError) -> Int {
+                guard let n = value.intValue, n >= 0 else { throw DLHubError(.badRequest, "\(path).\(key) must be a non-negative integer") }
+                return Int(n)
+            }
+            switch key {
+            case "name": break
+            case "partition": partition = value.stringValue
+            case "account": account = value.stringValue
+            case "qos": qos = value.stringValue
+            case "constraint", "features": constraint = value.stringValue
+            case "gres": gres = value.stringValue
+            case "nodes": nodes = max(1, try int())
+            case "walltime_minutes": walltimeMinutes = max(1, try int())
+            case "min_pilots": minPilots = try int()
+            case "max_pilots": maxPilots = try int()
+            case "idle_timeout_seconds": idleTimeoutSeconds = try int()
+            case "modules": modules = value.arrayValue?.compactMap(\.stringValue) ?? []
+            case "cores_per_node": coresPerNode = max(1, try int())
+            case "memory_per_node_mb": memoryPerNodeMB = try int()
+            case "gpus_per_node": gpusPerNode = try int()
+            case "max_workers_per_pilot": maxWorkersPerPilot = max(1, try int())
+            default: throw DLHubError(.badRequest, "\(path): unknown pool setting '\(key)'")
+            }
+        }
+        if minPilots > maxPilots { throw DLHubError(.badRequest, "\(path): min_pilots (\(minPilots)) is above max_pilots (\(maxPilots))") }
+    }
+}

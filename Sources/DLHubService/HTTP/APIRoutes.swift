@@ -1,0 +1,84 @@
+import DLHubCore
+import Foundation
+import Hummingbird
+
+/// The v1 HTTP API: thin handlers that parse, call the catalog, and answer JSON.
+struct APIRoutes: Sendable {
+    let catalog: ServableCatalog
+    let authenticator: Authenticator
+    let maxUploadBytes: Int
+    let metricsText: @Sendable () -> String
+
+    func register(on router: Router<APIRequestContext>) {
+        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: metricsText())))
+        }
+        router.post("/v1/auth/token") { request, _ in
+            let caller = try await authenticator.authenticate(authorization: request.headers[.authorization], allowToken: false)
+            let (token, expires) = authenticator.issueToken(for: caller)
+            return Response.json(["token": .string(token), "expires_at": .int(expires), "login": .string(caller.login)], status: .created)
+        }
+        router.get("/v1/whoami") { _, context in
+            let c = try context.requireCaller()
+            return Response.json(["login": .string(c.login), "uid": .int(Int64(c.uid)), "gid": .int(Int64(c.gid)), "groups": .array(c.groups.map { .string($0) })])
+        }
+        router.post("/v1/servables") { request, context in
+            let caller = try context.requireCaller()
+            let body = try await request.body.collect(upTo: maxUploadBytes)
+            let owner = request.uri.queryParameters.get("owner")
+            let record = try await catalog.publish(archive: Array(buffer: body), owner: owner, caller: caller)
+            return Response.json(
+                ["id": .string(record.id), "version": .int(Int64(record.version)), "digest": .string(record.digest), "servable": record.json],
+                status: .created)
+        }
+        router.get("/v1/servables") { request, context in
+            let caller = try context.requireCaller()
+            let q = request.uri.queryParameters
+            let limitText = q.get("limit")
+            let limit = limitText.flatMap { Int($0) } ?? 100
+            guard limit >= 1, limit <= 10_000, limitText == nil || Int(limitText!) != nil else {
+                throw DLHubError(.badRequest, "limit must be a whole number from 1 to 10000")
+            }
+            let entries = try await catalog.search(
+                query: q.get("q"), owner: q.get("owner"), domain: q.get("domain"), limit: limit, caller: caller)
+            return Response.json(["count": .int(Int64(entries.count)), "servables": .array(entries.map(\.json))])
+        }
+        router.get("/v1/servables/{owner}") { _, context in
+            let caller = try context.requireCaller()
+            let reference = try ServableReference(parsing: try Self.parameter("owner", context))
+            return Response.json(try await catalog.resolve(reference, caller: caller).json)
+        }
+        router.get("/v1/servables/{owner}/{name}") { _, context in
+            let caller = try context.requireCaller()
+            let reference = try Self.reference(context)
+            var json = try await catalog.resolve(reference, caller: caller).json
+            if case .object(var members) = json, let owner = members["owner"]?.stringValue, let name = members["name"]?.stringValue {
+                let versions = catalog.registry.versions(owner: owner, name: name)
+                members["versions"] = .array(versions.map { .int(Int64($0)) })
+                json = .object(members)
+            }
+            return Response.json(json)
+        }
+        router.delete("/v1/servables/{owner}/{name}") { request, context in
+            let caller = try context.requireCaller()
+            guard case .version(let owner, let name, let version) = try Self.reference(context) else {
+                throw DLHubError(.badRequest, "withdraw names one version: DELETE /v1/servables/owner/name@N")
+            }
+            let reason = request.uri.queryParameters.get("reason") ?? ""
+            let record = try await catalog.withdraw(owner: owner, name: name, version: version, reason: reason, caller: caller)
+            return Response.json(record.json)
+        }
+    }
+
+    static func parameter(_ name: String, _ context: APIRequestContext) throws(DLHubError) -> String {
+        guard let raw = context.parameters.get(name) else { throw DLHubError(.badRequest, "missing \(name) in the path") }
+        return raw.removingPercentEncoding ?? raw
+    }
+
+    static func reference(_ context: APIRequestContext) throws(DLHubError) -> ServableReference {
+        try ServableReference(parsing: "\(try parameter("owner", context))/\(try parameter("name", context))")
+    }
+}

@@ -1,0 +1,127 @@
+import DLHubCore
+import Foundation
+import Logging
+import Metrics
+
+/// Publication and discovery with access control: the registry (truth) plus the search index.
+///
+/// Every method takes the caller; what the caller may not see behaves as if it did not exist,
+/// so a private servable's existence never leaks through a 403.
+public final class ServableCatalog: Sendable {
+    public let registry: Registry
+    public let index: SearchIndex
+    let logger: Logger
+    let publishes = Counter(label: "dlhub_publish_total")
+    let withdrawals = Counter(label: "dlhub_withdraw_total")
+
+    public init(registry: Registry, index: SearchIndex, logger: Logger) {
+        self.registry = registry
+        self.index = index
+        self.logger = logger
+    }
+
+    /// Rebuilds the search index from the registry; call at start.
+    public func rebuildIndex() async throws(DLHubError) {
+        let abandoned = registry.removeAbandonedStaging()
+        if abandoned > 0 { logger.info("removed half-written publications left by a crash", metadata: ["count": "\(abandoned)"]) }
+        let registry = self.registry, logger = self.logger
+        let records = await Task.detached { registry.allRecords(logger: logger) }.value
+        try await index.rebuild(from: records)
+        logger.info("search index rebuilt from the registry", metadata: ["registry.versions": "\(records.count)"])
+    }
+
+    public func publish(archive: [UInt8], owner requestedOwner: String?, caller: Caller) async throws(DLHubError) -> RegistryRecord {
+        let owner = requestedOwner ?? caller.login
+        guard owner == caller.login else {
+            throw DLHubError(.forbidden, "you are '\(caller.login)' and cannot publish as '\(owner)'; only \(owner) can publish servables named \(owner)/...")
+        }
+        let entries = try TarArchive.read(archive)
+        let registry = self.registry
+        let result: Result<RegistryRecord, DLHubError> = await Task.detached {
+            do throws(DLHubError) { return .success(try registry.publish(entries: entries, owner: owner)) } catch { return .failure(error) }
+        }.value
+        let record = try result.get()
+        try await index.add(record)
+        publishes.increment()
+        logger.info("published", metadata: ["servable": "\(record.id)@\(record.version)", "servable.digest": "\(record.digest)", "user": "\(caller.login)"])
+        return record
+    }
+
+    /// Resolves a reference to a version the caller may see; tombstones resolve too.
+    public func resolve(_ reference: ServableReference, caller: Caller) async throws(DLHubError) -> RegistryRecord {
+        let notFound = DLHubError(.notFound, "no servable '\(reference)' that you can see; `dlhub search` lists what is available to you")
+        let record: RegistryRecord?
+        switch reference {
+        case .digest(let digest):
+            guard let entry = try await index.entry(digest: digest) else { throw notFound }
+            record = try registry.record(owner: entry.owner, name: entry.name, version: entry.version)
+        case .version(let owner, let name, let version):
+            record = try registry.record(owner: owner, name: name, version: version)
+        case .latest(let owner, let name):
+            var found: RegistryRecord?
+            var newestTombstone: RegistryRecord?
+            for v in registry.versions(owner: owner, name: name).reversed() {
+                guard let r = try registry.record(owner: owner, name: name, version: v) else { continue }
+                if r.withdrawal == nil { found = r; break }
+                if newestTombstone == nil { newestTombstone = r }
+            }
+            record = found ?? newestTombstone
+        }
+        guard let record, AccessPolicy.canSee(owner: record.owner, visibleTo: record.metadata.visibleTo, caller: caller) else {
+            throw notFound
+        }
+        return record
+    }
+
+    /// Latest visible version of each servable matching the query and filters.
+    public func search(query: String?, owner: String?, domain: String?, limit: Int, caller: Caller) async throws(DLHubError) -> [IndexEntry] {
+        var latest: [String: IndexEntry] = [:]
+        var order: [String] = []
+        for entry in try await index.search(query: query, owner: owner)
+        where AccessPolicy.canSee(owner: entry.owner, visibleTo: entry.visibleTo, caller: caller) {
+            if let domain, !entry.domains.contains(where: { $0.caseInsensitiveCompare(domain) == .orderedSame }) { continue }
+            let id = "\(entry.owner)/\(entry.name)"
+            if let existing = latest[id] {
+                if entry.version > existing.version { latest[id] = entry }
+            } else {
+                latest[id] = entry
+                order.append(id)
+            }
+        }
+        return order.prefix(limit).compactMap { latest[$0] }
+    }
+
+    public func withdraw(owner: String, name: String, version: Int, reason: String, caller: Caller) async throws(DLHubError) -> RegistryRecord {
+        let record = try await resolve(.version(owner: owner, name: name, version: version), caller: caller)
+        guard record.owner == caller.login else {
+            throw DLHubError(.forbidden, "only \(record.owner) can withdraw \(record.id)@\(version)")
+        }
+        if record.withdrawal != nil {
+            throw DLHubError(.withdrawn, "\(record.id)@\(version) is already withdrawn")
+        }
+        try registry.withdraw(owner: owner, name: name, version: version, by: caller.login, reason: reason)
+        try await index.markWithdrawn(owner: owner, name: name, version: version)
+        withdrawals.increment()
+        logger.info("withdrawn", metadata: ["servable": "\(record.id)@\(version)", "user": "\(caller.login)"])
+        return try registry.record(owner: owner, name: name, version: version) ?? record
+    }
+}
+
+extension RegistryRecord {
+    /// What `describe` returns: identifiers, state, and the whole metadata document.
+    public var json: JSONValue {
+        var out: [String: JSONValue] = [
+            "id": .string(id), "owner": .string(owner), "name": .string(name), "version": .int(Int64(version)),
+            "digest": .string(digest), "title": .string(metadata.title), "type": .string(metadata.loader.shortName),
+            "input": .string(metadata.input.description), "output": .string(metadata.output.description),
+            "visible_to": .array(metadata.visibleTo.map { .string($0.description) }),
+            "metadata": metadata.document,
+        ]
+        if let w = withdrawal {
+            out["withdrawn"] = ["by": .string(w.by), "at": .string(w.at), "reason": .string(w.reason)]
+        } else {
+            out["withdrawn"] = .null
+        }
+        return .object(out)
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import DLHubCore
+import DLHubService
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// `dlhubd`: the DLHub service. Bootstraps logging and metrics, then runs the service group.
+@main
+struct DLHubDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlhubd",
+        abstract: "The DLHub model hub service: publication, discovery and serving on a Slurm cluster.",
+        discussion: """
+            Settings come from --config (JSON), then DLHUB_* environment variables, then these flags.
+            Clients find the service through service.json, written into the registry once listening.
+            """)
+
+    @Option(name: .long, help: "Configuration file (JSON). Also DLHUB_CONFIG.")
+    var config: String?
+
+    @Option(name: .long, help: "Registry root on the shared filesystem. Also DLHUB_REGISTRY.")
+    var registry: String?
+
+    @Option(name: .customLong("state-dir"), help: "Service-local state directory (local disk). Also DLHUB_STATE_DIR.")
+    var stateDir: String?
+
+    @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port). Also DLHUB_LISTEN.")
+    var listen: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["DLHUB_LOG_LEVEL"] ?? "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let prometheus = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+        let logger = Logger(label: "dlhubd")
+
+        let server: DLHubServer
+        do throws(DLHubError) {
+            var settings = try ServiceConfiguration.load(file: config, environment: ProcessInfo.processInfo.environment)
+            if let registry { settings.registryRoot = registry }
+            if let stateDir { settings.stateDirectory = stateDir }
+            if let listen { try settings.setListen(listen) }
+
+            server = try await DLHubServer(configuration: settings, munge: MungeVerifier(), logger: logger)
+        } catch {
+            logger.critical("dlhubd cannot start: \(error.message)")
+            throw ExitCode(1)
+        }
+        let app = server.makeApplication(metricsText: {
+                var buffer: [UInt8] = []
+                prometheus.emit(into: &buffer)
+                return String(decoding: buffer, as: UTF8.self)
+            })
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
