@@ -1,0 +1,18 @@
+import ArgumentParser
+
+/// `dlhub`: publish, find and run models on the cluster's DLHub service.
+@main
+struct DLHubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlhub",
+        abstract: "Publish, find and run machine-learning models (servables) on this cluster's DLHub.",
+        discussion: """
+            The service is found from --url, DLHUB_URL, or service.json in the registry (--registry or
+            DLHUB_REGISTRY). Requests are authenticated with munge, or with a token from `dlhub login`.
+            """,
+        subcommands: [
+            InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
+            WithdrawCommand.self, LoginCommand.self,
+            WhoAmICommand.self,
+        ])
+}
