@@ -1,10 +1,14 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
-let swiftSettings: [SwiftSetting] = [
+var swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
+// CI builds with warnings as errors for this package's own targets (not its dependencies).
+if Context.environment["DLHUB_WARNINGS_AS_ERRORS"] == "1" {
+    swiftSettings.append(.treatAllWarnings(as: .error))
+}
 
 let package = Package(
     name: "dlhub-slurm",
@@ -106,7 +110,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "DLHubCoreTests", dependencies: ["DLHubCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "DLHubCoreTests", dependencies: ["DLHubCore", "DLHubTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubTesting"], swiftSettings: swiftSettings),
         .testTarget(

@@ -20,7 +20,8 @@ public struct DLHubServer: Sendable {
             try FileManager.default.createDirectory(
                 atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw DLHubError(.internal, "cannot create the state directory \(configuration.stateDirectory): \(error.localizedDescription)", cause: error)
+            throw DLHubError(
+                .internal, "cannot create the state directory \(configuration.stateDirectory): \(error.localizedDescription)", cause: error)
         }
         let registry = try Registry(root: configuration.registryRoot)
         let index = try SearchIndex(path: configuration.stateDirectory + "/index.sqlite")

@@ -58,10 +58,10 @@ struct DLHubDaemon: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let app = server.makeApplication(metricsText: {
-                var buffer: [UInt8] = []
-                prometheus.emit(into: &buffer)
-                return String(decoding: buffer, as: UTF8.self)
-            })
+            var buffer: [UInt8] = []
+            prometheus.emit(into: &buffer)
+            return String(decoding: buffer, as: UTF8.self)
+        })
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

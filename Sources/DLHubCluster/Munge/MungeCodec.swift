@@ -28,9 +28,14 @@ public struct MungeError: Error, Sendable, Hashable, CustomStringConvertible {
         case .daemonUnreachable:
             return DLHubError(.unavailable, "munge is not answering on this host (\(message)); ask the site to start munged", cause: self)
         case .replayed:
-            return DLHubError(.unauthenticated, "the munge credential was already used (replayed); send a fresh one for each request, or use a token from `dlhub login`", cause: self)
+            return DLHubError(
+                .unauthenticated,
+                "the munge credential was already used (replayed); send a fresh one for each request, or use a token from `dlhub login`",
+                cause: self)
         case .expired:
-            return DLHubError(.unauthenticated, "the munge credential has expired; make a fresh one (clocks of login and service hosts may differ)", cause: self)
+            return DLHubError(
+                .unauthenticated, "the munge credential has expired; make a fresh one (clocks of login and service hosts may differ)",
+                cause: self)
         default:
             return DLHubError(.unauthenticated, "the munge credential was refused: \(message)", cause: self)
         }

@@ -87,7 +87,8 @@ public final class LibSlurmClient: SlurmScheduler {
         guard rc == 0, let response else {
             var error = lastError("submitting job '\(job.name)'")
             if slurm_get_errno() == cslurm_invalid_partition_error() {
-                error.message = "submitting job '\(job.name)': partition '\(job.partition ?? "(default)")' does not exist on this cluster; check the pool's partition (`sinfo` lists them)"
+                error.message =
+                    "submitting job '\(job.name)': partition '\(job.partition ?? "(default)")' does not exist on this cluster; check the pool's partition (`sinfo` lists them)"
             }
             throw error
         }

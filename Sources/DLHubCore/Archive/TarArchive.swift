@@ -36,7 +36,10 @@ public enum TarArchive {
             let header = Array(data[offset..<offset + 512])
             if header.allSatisfy({ $0 == 0 }) { break }
             guard verifyChecksum(header) else {
-                throw DLHubError(.invalidArchive, "the upload is not a valid tar archive (bad header checksum at byte \(offset)); send the servable directory as a tar file")
+                throw DLHubError(
+                    .invalidArchive,
+                    "the upload is not a valid tar archive (bad header checksum at byte \(offset)); send the servable directory as a tar file"
+                )
             }
             let size = Int(octal(header[124..<136]))
             let typeflag = header[156]
@@ -85,13 +88,18 @@ public enum TarArchive {
                 entries.append(TarEntry(path: path, kind: .directory, mode: mode))
             case UInt8(ascii: "2"):
                 guard ArchivePath.linkStaysInside(path: path, target: link) else {
-                    throw DLHubError(.invalidArchive, "tar entry refused: the symlink '\(path)' points to '\(link)', outside the servable directory")
+                    throw DLHubError(
+                        .invalidArchive, "tar entry refused: the symlink '\(path)' points to '\(link)', outside the servable directory")
                 }
                 entries.append(TarEntry(path: path, kind: .symlink(target: link), mode: 0o777))
             case UInt8(ascii: "1"):
-                throw DLHubError(.invalidArchive, "tar entry refused: '\(path)' is a hard link; archive the file itself (tar --hard-dereference)")
+                throw DLHubError(
+                    .invalidArchive, "tar entry refused: '\(path)' is a hard link; archive the file itself (tar --hard-dereference)")
             default:
-                throw DLHubError(.invalidArchive, "tar entry refused: '\(path)' is a device, FIFO or other special file; a servable holds only files, directories and symlinks")
+                throw DLHubError(
+                    .invalidArchive,
+                    "tar entry refused: '\(path)' is a device, FIFO or other special file; a servable holds only files, directories and symlinks"
+                )
             }
         }
         var seen = Set<String>()
@@ -124,7 +132,8 @@ public enum TarArchive {
             case .symlink: type = UInt8(ascii: "2")
             }
             let size = (type == UInt8(ascii: "0")) ? e.contents.count : 0
-            out += header(name: String(name.utf8.prefix(99))!, size: size, mode: e.mode, type: type, link: String(linkTarget.utf8.prefix(99))!)
+            out += header(
+                name: String(name.utf8.prefix(99))!, size: size, mode: e.mode, type: type, link: String(linkTarget.utf8.prefix(99))!)
             if size > 0 {
                 out += e.contents + [UInt8](repeating: 0, count: (512 - size % 512) % 512)
             }

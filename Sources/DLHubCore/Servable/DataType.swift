@@ -46,7 +46,11 @@ public indirect enum DataType: Sendable, Hashable, CustomStringConvertible {
                 }
                 var out: [Int?] = []
                 for (i, d) in dims.enumerated() {
-                    if d.isNull { out.append(nil) } else if let n = d.intValue, n >= 0 { out.append(Int(n)) } else {
+                    if d.isNull {
+                        out.append(nil)
+                    } else if let n = d.intValue, n >= 0 {
+                        out.append(Int(n))
+                    } else {
                         issues.append(ValidationIssue("\(path).shape[\(i)]", "must be a non-negative integer or null"))
                         return nil
                     }

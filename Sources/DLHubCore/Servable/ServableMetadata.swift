@@ -97,7 +97,9 @@ extension ServableMetadata {
         if let v = dlhub["visible_to"] {
             visibleTo = []
             for (i, s) in stringList(v, path: "dlhub.visible_to", issues: &issues).enumerated() {
-                if let p = Principal(parsing: s) { visibleTo.append(p) } else {
+                if let p = Principal(parsing: s) {
+                    visibleTo.append(p)
+                } else {
                     issues.append(ValidationIssue("dlhub.visible_to[\(i)]", "'\(s)' is not public, user:<login> or group:<group>"))
                 }
             }
@@ -133,15 +135,33 @@ extension ServableMetadata {
         }
         var resources = Resources()
         if let r = dlhub["resources"] {
-            if let c = r["cores"] { if let n = c.intValue, n >= 1 { resources.cores = Int(n) } else { issues.append(ValidationIssue("dlhub.resources.cores", "must be a whole number from 1")) } }
-            if let g = r["gpus"] { if let n = g.intValue, n >= 0 { resources.gpus = Int(n) } else { issues.append(ValidationIssue("dlhub.resources.gpus", "must be a whole number from 0")) } }
+            if let c = r["cores"] {
+                if let n = c.intValue, n >= 1 {
+                    resources.cores = Int(n)
+                } else {
+                    issues.append(ValidationIssue("dlhub.resources.cores", "must be a whole number from 1"))
+                }
+            }
+            if let g = r["gpus"] {
+                if let n = g.intValue, n >= 0 {
+                    resources.gpus = Int(n)
+                } else {
+                    issues.append(ValidationIssue("dlhub.resources.gpus", "must be a whole number from 0"))
+                }
+            }
             if let m = r["memory"] {
-                if let mb = parseMemory(m) { resources.memoryMB = mb } else {
+                if let mb = parseMemory(m) {
+                    resources.memoryMB = mb
+                } else {
                     issues.append(ValidationIssue("dlhub.resources.memory", "must be megabytes or a size such as \"4G\" or \"512M\""))
                 }
             }
             if let p = r["pool"] ?? r["partition"] {
-                if let s = p.stringValue, !s.isEmpty { resources.pool = s } else { issues.append(ValidationIssue("dlhub.resources.pool", "must be a pool name")) }
+                if let s = p.stringValue, !s.isEmpty {
+                    resources.pool = s
+                } else {
+                    issues.append(ValidationIssue("dlhub.resources.pool", "must be a pool name"))
+                }
             }
         }
 
@@ -149,28 +169,47 @@ extension ServableMetadata {
         var loader = Loader.pythonFunction
         let shim = servable["shim"]?.stringValue ?? servable["type"]?.stringValue
         if let shim {
-            if let l = Loader(shimOrType: shim) { loader = l } else {
+            if let l = Loader(shimOrType: shim) {
+                loader = l
+            } else {
                 let known = Loader.allCases.map(\.shortName).joined(separator: ", ")
-                issues.append(ValidationIssue(servable["shim"] != nil ? "servable.shim" : "servable.type", "unknown loader type '\(shim)': use one of \(known)"))
+                issues.append(
+                    ValidationIssue(
+                        servable["shim"] != nil ? "servable.shim" : "servable.type", "unknown loader type '\(shim)': use one of \(known)"))
             }
         } else {
-            issues.append(ValidationIssue("servable.shim", "is missing: name the loader (e.g. \"sklearn.ScikitLearnServable\" or \"executable\")"))
+            issues.append(
+                ValidationIssue("servable.shim", "is missing: name the loader (e.g. \"sklearn.ScikitLearnServable\" or \"executable\")"))
         }
         let run = servable["methods"]?["run"]
-        if run?.objectValue == nil { issues.append(ValidationIssue("servable.methods.run", "is missing: it declares input, output and method_details")) }
+        if run?.objectValue == nil {
+            issues.append(ValidationIssue("servable.methods.run", "is missing: it declares input, output and method_details"))
+        }
         let input = DataType.parse(run?["input"], path: "servable.methods.run.input", issues: &issues)
         let output = DataType.parse(run?["output"], path: "servable.methods.run.output", issues: &issues)
         let details = run?["method_details"] ?? .object([:])
         let parameters = run?["parameters"] ?? .object([:])
-        if parameters.objectValue == nil { issues.append(ValidationIssue("servable.methods.run.parameters", "must be an object of default keyword arguments")) }
+        if parameters.objectValue == nil {
+            issues.append(ValidationIssue("servable.methods.run.parameters", "must be an object of default keyword arguments"))
+        }
         if shim != nil, issues.allSatisfy({ !$0.path.hasPrefix("servable.shim") && !$0.path.hasPrefix("servable.type") }) {
             switch loader {
             case .pythonFunction:
-                if details["module"]?.stringValue == nil { issues.append(ValidationIssue("servable.methods.run.method_details.module", "is missing: the Python module that defines the function")) }
-                if details["method_name"]?.stringValue == nil { issues.append(ValidationIssue("servable.methods.run.method_details.method_name", "is missing: the function's name")) }
+                if details["module"]?.stringValue == nil {
+                    issues.append(
+                        ValidationIssue(
+                            "servable.methods.run.method_details.module", "is missing: the Python module that defines the function"))
+                }
+                if details["method_name"]?.stringValue == nil {
+                    issues.append(ValidationIssue("servable.methods.run.method_details.method_name", "is missing: the function's name"))
+                }
             case .executable:
-                if let cmd = details["command"]?.arrayValue, !cmd.isEmpty, cmd.allSatisfy({ $0.stringValue != nil }) {} else {
-                    issues.append(ValidationIssue("servable.methods.run.method_details.command", "is missing: the program and its arguments, e.g. [\"./predict\"]"))
+                if let cmd = details["command"]?.arrayValue, !cmd.isEmpty, cmd.allSatisfy({ $0.stringValue != nil }) {
+                } else {
+                    issues.append(
+                        ValidationIssue(
+                            "servable.methods.run.method_details.command", "is missing: the program and its arguments, e.g. [\"./predict\"]"
+                        ))
                 }
             default:
                 if loader.needsModelFile, files["model"] == nil, !issues.contains(where: { $0.path.hasPrefix("dlhub.files") }) {
@@ -180,13 +219,37 @@ extension ServableMetadata {
         }
         var batching = Batching()
         if let b = servable["batching"] {
-            if let n = b["max_batch_size"] { if let v = n.intValue, v >= 1, v <= 100_000 { batching.maxBatchSize = Int(v) } else { issues.append(ValidationIssue("servable.batching.max_batch_size", "must be a whole number from 1 to 100000")) } }
-            if let d = b["max_delay_ms"] { if let v = d.intValue, v >= 0, v <= 60_000 { batching.maxDelayMilliseconds = Int(v) } else { issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000")) } }
+            if let n = b["max_batch_size"] {
+                if let v = n.intValue, v >= 1, v <= 100_000 {
+                    batching.maxBatchSize = Int(v)
+                } else {
+                    issues.append(ValidationIssue("servable.batching.max_batch_size", "must be a whole number from 1 to 100000"))
+                }
+            }
+            if let d = b["max_delay_ms"] {
+                if let v = d.intValue, v >= 0, v <= 60_000 {
+                    batching.maxDelayMilliseconds = Int(v)
+                } else {
+                    issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
+                }
+            }
         }
         var deterministic = false
-        if let d = servable["deterministic"] { if let b = d.boolValue { deterministic = b } else { issues.append(ValidationIssue("servable.deterministic", "must be true or false")) } }
+        if let d = servable["deterministic"] {
+            if let b = d.boolValue {
+                deterministic = b
+            } else {
+                issues.append(ValidationIssue("servable.deterministic", "must be true or false"))
+            }
+        }
         var timeout = 60.0
-        if let t = servable["timeout"] { if let v = t.doubleValue, v > 0, v <= 86_400 { timeout = v } else { issues.append(ValidationIssue("servable.timeout", "must be seconds, more than 0 and at most 86400")) } }
+        if let t = servable["timeout"] {
+            if let v = t.doubleValue, v > 0, v <= 86_400 {
+                timeout = v
+            } else {
+                issues.append(ValidationIssue("servable.timeout", "must be seconds, more than 0 and at most 86400"))
+            }
+        }
 
         if !issues.isEmpty { throw invalid(issues) }
         return ServableMetadata(

@@ -26,7 +26,12 @@ public struct MungeVerifier: MungeVerifying {
                 do throws(MungeError) {
                     let identity = try codec.decode(credential)
                     guard let caller = UserDirectory.caller(uid: identity.uid, gid: identity.gid) else {
-                        continuation.resume(returning: .failure(DLHubError(.unauthenticated, "uid \(identity.uid) has no account on the service host; ask the site to make accounts consistent across hosts")))
+                        continuation.resume(
+                            returning: .failure(
+                                DLHubError(
+                                    .unauthenticated,
+                                    "uid \(identity.uid) has no account on the service host; ask the site to make accounts consistent across hosts"
+                                )))
                         return
                     }
                     continuation.resume(returning: .success(caller))
@@ -65,7 +70,8 @@ public struct Authenticator: Sendable {
         case "bearer" where allowToken:
             return try tokens.verify(String(parts[1]), now: Int64(Date().timeIntervalSince1970)).caller
         case "bearer":
-            throw DLHubError(.unauthenticated, "a token is obtained with a munge credential, not another token: send `Authorization: Munge $(munge -n)`")
+            throw DLHubError(
+                .unauthenticated, "a token is obtained with a munge credential, not another token: send `Authorization: Munge $(munge -n)`")
         default:
             throw DLHubError(.unauthenticated, "unknown authorization scheme '\(parts[0])': \(Self.howTo)")
         }

@@ -42,7 +42,8 @@ public struct ServiceConfiguration: Sendable {
             stateDirectory: environment["DLHUB_STATE_DIR"] ?? "/var/lib/dlhub/state")
         if let path = file ?? environment["DLHUB_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw DLHubError(.badRequest, "cannot read the configuration file \(path); check the path given to --config or DLHUB_CONFIG")
+                throw DLHubError(
+                    .badRequest, "cannot read the configuration file \(path); check the path given to --config or DLHUB_CONFIG")
             }
             let json: JSONValue
             do { json = try JSONValue.parse(Array(data)) } catch {
@@ -54,11 +55,15 @@ public struct ServiceConfiguration: Sendable {
         if let v = environment["DLHUB_STATE_DIR"] { config.stateDirectory = v }
         if let v = environment["DLHUB_LISTEN"] { try config.setListen(v) }
         if let v = environment["DLHUB_MAX_UPLOAD_BYTES"] {
-            guard let n = Int(v), n > 0 else { throw DLHubError(.badRequest, "DLHUB_MAX_UPLOAD_BYTES must be a positive number of bytes, not '\(v)'") }
+            guard let n = Int(v), n > 0 else {
+                throw DLHubError(.badRequest, "DLHUB_MAX_UPLOAD_BYTES must be a positive number of bytes, not '\(v)'")
+            }
             config.maxUploadBytes = n
         }
         if let v = environment["DLHUB_TOKEN_TTL"] {
-            guard let n = Int(v), n > 0 else { throw DLHubError(.badRequest, "DLHUB_TOKEN_TTL must be a positive number of seconds, not '\(v)'") }
+            guard let n = Int(v), n > 0 else {
+                throw DLHubError(.badRequest, "DLHUB_TOKEN_TTL must be a positive number of seconds, not '\(v)'")
+            }
             config.tokenLifetimeSeconds = n
         }
         if let v = environment["DLHUB_PYTHON"] { config.python = v }
@@ -81,7 +86,9 @@ public struct ServiceConfiguration: Sendable {
                 return s
             }
             func int() throws(DLHubError) -> Int {
-                guard let n = value.intValue, n >= 0 else { throw DLHubError(.badRequest, "\(source): \(key) must be a non-negative integer") }
+                guard let n = value.intValue, n >= 0 else {
+                    throw DLHubError(.badRequest, "\(source): \(key) must be a non-negative integer")
+                }
                 return Int(n)
             }
             switch key {
@@ -105,7 +112,8 @@ public struct ServiceConfiguration: Sendable {
                 pools = []
                 for (i, p) in list.enumerated() { pools.append(try PoolConfiguration(json: p, path: "\(source): pools[\(i)]")) }
             default:
-                throw DLHubError(.badRequest, "\(source): unknown setting '\(key)'; see docs/configuration.md for the settings dlhubd reads")
+                throw DLHubError(
+                    .badRequest, "\(source): unknown setting '\(key)'; see docs/configuration.md for the settings dlhubd reads")
             }
         }
     }

@@ -23,7 +23,10 @@ struct APIRoutes: Sendable {
         }
         router.get("/v1/whoami") { _, context in
             let c = try context.requireCaller()
-            return Response.json(["login": .string(c.login), "uid": .int(Int64(c.uid)), "gid": .int(Int64(c.gid)), "groups": .array(c.groups.map { .string($0) })])
+            return Response.json([
+                "login": .string(c.login), "uid": .int(Int64(c.uid)), "gid": .int(Int64(c.gid)),
+                "groups": .array(c.groups.map { .string($0) }),
+            ])
         }
         router.post("/v1/servables") { request, context in
             let caller = try context.requireCaller()
@@ -31,7 +34,10 @@ struct APIRoutes: Sendable {
             let owner = request.uri.queryParameters.get("owner")
             let record = try await catalog.publish(archive: Array(buffer: body), owner: owner, caller: caller)
             return Response.json(
-                ["id": .string(record.id), "version": .int(Int64(record.version)), "digest": .string(record.digest), "servable": record.json],
+                [
+                    "id": .string(record.id), "version": .int(Int64(record.version)), "digest": .string(record.digest),
+                    "servable": record.json,
+                ],
                 status: .created)
         }
         router.get("/v1/servables") { request, context in

@@ -1,6 +1,7 @@
 import DLHubCore
 import Hummingbird
 import Logging
+import NIOCore
 
 /// Turns every error into the API's JSON error document with a fitting status.
 ///
@@ -18,6 +19,8 @@ struct ErrorMiddleware: RouterMiddleware {
                 context.logger.error("request failed", metadata: ["error": "\(error)", "http.path": "\(request.uri.path)"])
             }
             return Self.response(for: error)
+        } catch is NIOTooManyBytesError {
+            return Self.response(for: DLHubError(.tooLarge, Self.tooLargeMessage))
         } catch let error as HTTPError {
             let code: DLHubError.Code
             var message = error.body ?? "\(error.status.reasonPhrase)"
@@ -27,16 +30,20 @@ struct ErrorMiddleware: RouterMiddleware {
                 message = "no such route: \(request.method) \(request.uri.path); see the API table in the README"
             case .contentTooLarge:
                 code = .tooLarge
-                message = "the request body is larger than this service accepts; publish a smaller servable or ask the site to raise max_upload_bytes"
+                message = Self.tooLargeMessage
             case .methodNotAllowed: code = .badRequest
             default: code = error.status.code >= 500 ? .internal : .badRequest
             }
             return Self.response(for: DLHubError(code, message), status: error.status)
         } catch {
             context.logger.error("unexpected error", metadata: ["error": "\(error)", "http.path": "\(request.uri.path)"])
-            return Self.response(for: DLHubError(.internal, "the service failed to handle this request; the site's dlhubd log has the details"))
+            return Self.response(
+                for: DLHubError(.internal, "the service failed to handle this request; the site's dlhubd log has the details"))
         }
     }
+
+    static let tooLargeMessage =
+        "the request body is larger than this service accepts; publish a smaller servable or ask the site to raise max_upload_bytes"
 
     static func status(for code: DLHubError.Code) -> HTTPResponse.Status {
         switch code {

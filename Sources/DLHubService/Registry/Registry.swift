@@ -26,7 +26,9 @@ public struct Registry: Sendable {
             try fm.createDirectory(atPath: root + "/servables", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try fm.createDirectory(atPath: root + "/.staging", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw DLHubError(.internal, "cannot create the registry at \(root): \(error.localizedDescription); check registry_root and its permissions", cause: error)
+            throw DLHubError(
+                .internal, "cannot create the registry at \(root): \(error.localizedDescription); check registry_root and its permissions",
+                cause: error)
         }
     }
 
@@ -60,7 +62,8 @@ public struct Registry: Sendable {
         let metadata = try ServableMetadata.validate(doc)
         var withdrawal: Withdrawal?
         if let w = FileManager.default.contents(atPath: dir + "/withdrawn.json"), let json = try? JSONValue.parse(Array(w)) {
-            withdrawal = Withdrawal(by: json["by"]?.stringValue ?? "", at: json["at"]?.stringValue ?? "", reason: json["reason"]?.stringValue ?? "")
+            withdrawal = Withdrawal(
+                by: json["by"]?.stringValue ?? "", at: json["at"]?.stringValue ?? "", reason: json["reason"]?.stringValue ?? "")
         }
         return RegistryRecord(owner: owner, name: name, version: version, metadata: metadata, directory: dir, withdrawal: withdrawal)
     }
@@ -75,7 +78,9 @@ public struct Registry: Sendable {
                     do throws(DLHubError) {
                         if let r = try record(owner: owner, name: name, version: version) { out.append(r) }
                     } catch {
-                        logger.warning("skipping an unreadable registry entry", metadata: ["servable": "\(owner)/\(name)@\(version)", "error": "\(error)"])
+                        logger.warning(
+                            "skipping an unreadable registry entry",
+                            metadata: ["servable": "\(owner)/\(name)@\(version)", "error": "\(error)"])
                     }
                 }
             }
@@ -89,19 +94,24 @@ public struct Registry: Sendable {
     /// visible by an atomic rename. Returns the new record.
     public func publish(entries: [TarEntry], owner: String, now: Date = Date()) throws(DLHubError) -> RegistryRecord {
         guard let metaEntry = entries.first(where: { $0.path == "servable.json" }), case .file = metaEntry.kind else {
-            throw DLHubError(.invalidMetadata, "the upload has no servable.json at its top level; run `dlhub init` in the servable directory to make one")
+            throw DLHubError(
+                .invalidMetadata, "the upload has no servable.json at its top level; run `dlhub init` in the servable directory to make one"
+            )
         }
         let doc: JSONValue
         do { doc = try JSONValue.parse(metaEntry.contents) } catch {
             throw DLHubError(.invalidMetadata, "servable.json is not valid JSON: \(error)")
         }
-        let available = Set(entries.compactMap { e -> String? in
-            if case .directory = e.kind { return nil }
-            return e.path
-        })
+        let available = Set(
+            entries.compactMap { e -> String? in
+                if case .directory = e.kind { return nil }
+                return e.path
+            })
         let metadata = try ServableMetadata.validate(doc, files: available)
         if let declared = doc["dlhub"]?["owner"]?.stringValue, declared != owner {
-            throw DLHubError(.forbidden, "servable.json names owner '\(declared)' but you are '\(owner)'; only \(declared) can publish \(declared)/\(metadata.name)")
+            throw DLHubError(
+                .forbidden,
+                "servable.json names owner '\(declared)' but you are '\(owner)'; only \(declared) can publish \(declared)/\(metadata.name)")
         }
 
         let fm = FileManager.default
@@ -125,7 +135,8 @@ public struct Registry: Sendable {
                     // Only the executable bit survives: no setuid, no world-writable files.
                     let mode: Int = entry.mode & 0o111 != 0 ? 0o755 : 0o644
                     guard fm.createFile(atPath: target, contents: Data(entry.contents), attributes: [.posixPermissions: mode]) else {
-                        throw DLHubError(.invalidArchive, "cannot write '\(entry.path)' from the upload (does a file and a directory share that name?)")
+                        throw DLHubError(
+                            .invalidArchive, "cannot write '\(entry.path)' from the upload (does a file and a directory share that name?)")
                     }
                     manifest.append(.init(path: entry.path, size: entry.contents.count, sha256: ContentDigest.sha256Hex(entry.contents)))
                 }
@@ -153,7 +164,8 @@ public struct Registry: Sendable {
             if rename(staging, target) == 0 {
                 published = true
                 fsyncDirectory(nameDir)
-                var record = RegistryRecord(owner: owner, name: metadata.name, version: version, metadata: metadata, directory: target, withdrawal: nil)
+                var record = RegistryRecord(
+                    owner: owner, name: metadata.name, version: version, metadata: metadata, directory: target, withdrawal: nil)
                 record.metadata.document = final
                 return record
             }
@@ -171,9 +183,12 @@ public struct Registry: Sendable {
     ///
     /// `servable.json` stays so the identifier still resolves and cites; the version number is
     /// never reused because its directory stays.
-    public func withdraw(owner: String, name: String, version: Int, by login: String, reason: String, now: Date = Date()) throws(DLHubError) {
+    public func withdraw(owner: String, name: String, version: Int, by login: String, reason: String, now: Date = Date()) throws(DLHubError)
+    {
         let dir = versionDirectory(owner: owner, name: name, version: version)
-        let tombstone: JSONValue = ["by": .string(login), "at": .string(ISO8601DateFormatter().string(from: now)), "reason": .string(reason)]
+        let tombstone: JSONValue = [
+            "by": .string(login), "at": .string(ISO8601DateFormatter().string(from: now)), "reason": .string(reason),
+        ]
         let temp = "\(stagingDirectory)/withdrawn-\(UUID().uuidString).json"
         try writeFileSynced(temp, tombstone.encoded(pretty: true))
         guard rename(temp, dir + "/withdrawn.json") == 0 else {

@@ -33,7 +33,9 @@ public final class ServableCatalog: Sendable {
     public func publish(archive: [UInt8], owner requestedOwner: String?, caller: Caller) async throws(DLHubError) -> RegistryRecord {
         let owner = requestedOwner ?? caller.login
         guard owner == caller.login else {
-            throw DLHubError(.forbidden, "you are '\(caller.login)' and cannot publish as '\(owner)'; only \(owner) can publish servables named \(owner)/...")
+            throw DLHubError(
+                .forbidden,
+                "you are '\(caller.login)' and cannot publish as '\(owner)'; only \(owner) can publish servables named \(owner)/...")
         }
         let entries = try TarArchive.read(archive)
         let registry = self.registry
@@ -43,7 +45,9 @@ public final class ServableCatalog: Sendable {
         let record = try result.get()
         try await index.add(record)
         publishes.increment()
-        logger.info("published", metadata: ["servable": "\(record.id)@\(record.version)", "servable.digest": "\(record.digest)", "user": "\(caller.login)"])
+        logger.info(
+            "published",
+            metadata: ["servable": "\(record.id)@\(record.version)", "servable.digest": "\(record.digest)", "user": "\(caller.login)"])
         return record
     }
 
@@ -74,7 +78,8 @@ public final class ServableCatalog: Sendable {
     }
 
     /// Latest visible version of each servable matching the query and filters.
-    public func search(query: String?, owner: String?, domain: String?, limit: Int, caller: Caller) async throws(DLHubError) -> [IndexEntry] {
+    public func search(query: String?, owner: String?, domain: String?, limit: Int, caller: Caller) async throws(DLHubError) -> [IndexEntry]
+    {
         var latest: [String: IndexEntry] = [:]
         var order: [String] = []
         for entry in try await index.search(query: query, owner: owner)
@@ -91,7 +96,9 @@ public final class ServableCatalog: Sendable {
         return order.prefix(limit).compactMap { latest[$0] }
     }
 
-    public func withdraw(owner: String, name: String, version: Int, reason: String, caller: Caller) async throws(DLHubError) -> RegistryRecord {
+    public func withdraw(
+        owner: String, name: String, version: Int, reason: String, caller: Caller
+    ) async throws(DLHubError) -> RegistryRecord {
         let record = try await resolve(.version(owner: owner, name: name, version: version), caller: caller)
         guard record.owner == caller.login else {
             throw DLHubError(.forbidden, "only \(record.owner) can withdraw \(record.id)@\(version)")

@@ -8,27 +8,27 @@ import GRDB
 /// publish and withdraw keep it current. Visibility is not the index's business: callers filter
 /// the entries it returns with `AccessPolicy`.
 public final class SearchIndex: Sendable {
-    let db: DatabaseQueue
+    let db: DatabasePool
 
     public init(path: String) throws(DLHubError) {
         do {
             var config = Configuration()
             config.busyMode = .timeout(10)
-            db = try DatabaseQueue(path: path, configuration: config)
+            db = try DatabasePool(path: path, configuration: config)
             try db.write { db in
-                try db.execute(sql: "PRAGMA journal_mode=WAL")
-                try db.execute(sql: """
-                    CREATE TABLE IF NOT EXISTS servables (
-                        id INTEGER PRIMARY KEY,
-                        owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
-                        digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
-                        authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
-                        loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
-                        published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
-                        UNIQUE(owner, name, version));
-                    CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
-                        title, description, authors, domains, names, types, tokenize = 'unicode61');
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE IF NOT EXISTS servables (
+                            id INTEGER PRIMARY KEY,
+                            owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+                            digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
+                            authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
+                            loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
+                            published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
+                            UNIQUE(owner, name, version));
+                        CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
+                            title, description, authors, domains, names, types, tokenize = 'unicode61');
+                        """)
             }
         } catch {
             throw DLHubError(.internal, "cannot open the search index at \(path): \(error)", cause: error)
@@ -49,7 +49,8 @@ public final class SearchIndex: Sendable {
 
     public func markWithdrawn(owner: String, name: String, version: Int) async throws(DLHubError) {
         try await write { db in
-            try db.execute(sql: "UPDATE servables SET withdrawn = 1 WHERE owner = ? AND name = ? AND version = ?", arguments: [owner, name, version])
+            try db.execute(
+                sql: "UPDATE servables SET withdrawn = 1 WHERE owner = ? AND name = ? AND version = ?", arguments: [owner, name, version])
         }
     }
 
@@ -57,7 +58,9 @@ public final class SearchIndex: Sendable {
 
     static func insert(_ r: RegistryRecord, _ db: Database) throws {
         let m = r.metadata
-        try db.execute(sql: "DELETE FROM servables_fts WHERE rowid IN (SELECT id FROM servables WHERE owner = ? AND name = ? AND version = ?)", arguments: [r.owner, r.name, r.version])
+        try db.execute(
+            sql: "DELETE FROM servables_fts WHERE rowid IN (SELECT id FROM servables WHERE owner = ? AND name = ? AND version = ?)",
+            arguments: [r.owner, r.name, r.version])
         try db.execute(sql: "DELETE FROM servables WHERE owner = ? AND name = ? AND version = ?", arguments: [r.owner, r.name, r.version])
         try db.execute(
             sql: """
@@ -81,9 +84,12 @@ public final class SearchIndex: Sendable {
     /// Entries matching a free-text query (every word, as a prefix) and filters, best first.
     ///
     /// Withdrawn versions are left out unless `includeWithdrawn`.
-    public func search(query: String?, owner: String?, name: String? = nil, includeWithdrawn: Bool = false) async throws(DLHubError) -> [IndexEntry] {
+    public func search(
+        query: String?, owner: String?, name: String? = nil, includeWithdrawn: Bool = false
+    ) async throws(DLHubError) -> [IndexEntry] {
         let words = (query ?? "").split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") })
             .map { $0.replacingOccurrences(of: "\"", with: "") }.filter { !$0.isEmpty }
+        if words.isEmpty, let query, !query.trimmingCharacters(in: .whitespaces).isEmpty { return [] }
         var sql: String
         var args: [any DatabaseValueConvertible] = []
         if words.isEmpty {

@@ -19,9 +19,13 @@ struct DescribeCommand: AsyncParsableCommand {
             let m = j["metadata"] ?? .null
             print("\(j["id"]?.stringValue ?? "")@\(j["version"]?.intValue ?? 0)  \(j["title"]?.stringValue ?? "")")
             if let w = j["withdrawn"], !w.isNull {
-                print("WITHDRAWN  on \(w["at"]?.stringValue ?? "") by \(w["by"]?.stringValue ?? "")\((w["reason"]?.stringValue).map { $0.isEmpty ? "" : ": \($0)" } ?? "")")
+                print(
+                    "WITHDRAWN  on \(w["at"]?.stringValue ?? "") by \(w["by"]?.stringValue ?? "")\((w["reason"]?.stringValue).map { $0.isEmpty ? "" : ": \($0)" } ?? "")"
+                )
             }
-            let authors = (m["datacite"]?["creators"]?.arrayValue ?? []).compactMap { $0["creatorName"]?.stringValue ?? $0["familyName"]?.stringValue }
+            let authors = (m["datacite"]?["creators"]?.arrayValue ?? []).compactMap {
+                $0["creatorName"]?.stringValue ?? $0["familyName"]?.stringValue
+            }
             let rows: [(String, String)] = [
                 ("digest", j["digest"]?.stringValue ?? ""),
                 ("type", j["type"]?.stringValue ?? ""),
@@ -34,7 +38,8 @@ struct DescribeCommand: AsyncParsableCommand {
                 ("versions", (j["versions"]?.arrayValue ?? []).compactMap { $0.intValue.map(String.init) }.joined(separator: ", ")),
             ]
             for (k, v) in rows where !v.isEmpty { print("  \(k.padding(toLength: 11, withPad: " ", startingAt: 0)) \(v)") }
-            let description = (m["datacite"]?["descriptions"]?.arrayValue ?? []).compactMap { $0["description"]?.stringValue }.joined(separator: "\n")
+            let description = (m["datacite"]?["descriptions"]?.arrayValue ?? []).compactMap { $0["description"]?.stringValue }.joined(
+                separator: "\n")
             if !description.isEmpty { print("\n" + description) }
         }
     }
@@ -64,7 +69,8 @@ struct WithdrawCommand: AsyncParsableCommand {
 
 /// `dlhub login`: trade a munge credential for a token, cached with mode 0600.
 struct LoginCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "login", abstract: "Get a service token (saved in ~/.dlhub/token.json, mode 0600).")
+    static let configuration = CommandConfiguration(
+        commandName: "login", abstract: "Get a service token (saved in ~/.dlhub/token.json, mode 0600).")
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
@@ -77,7 +83,9 @@ struct LoginCommand: AsyncParsableCommand {
             }
             let login = reply.json["login"]?.stringValue ?? ""
             try Credentials.store(token: token, expires: exp, login: login, url: url)
-            if options.json { return Output.json(["login": .string(login), "expires_at": .int(exp), "file": .string(Credentials.tokenFile)]) }
+            if options.json {
+                return Output.json(["login": .string(login), "expires_at": .int(exp), "file": .string(Credentials.tokenFile)])
+            }
             print("logged in as \(login) at \(url); token saved in \(Credentials.tokenFile)")
         }
     }

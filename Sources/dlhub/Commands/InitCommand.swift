@@ -22,13 +22,15 @@ struct InitCommand: AsyncParsableCommand {
     @Option(help: "Model file, relative to the directory (sklearn, torch, onnx, keras, tensorflow).") var model: String?
     @Option(help: "Python module defining the function (python).") var module: String?
     @Option(help: "Function name in the module (python).") var function: String?
-    @Option(parsing: .upToNextOption, help: "Program and arguments (executable), e.g. --command ./predict --fast.") var command: [String] = []
+    @Option(parsing: .upToNextOption, help: "Program and arguments (executable), e.g. --command ./predict --fast.") var command: [String] =
+        []
     @Option(help: "Input type, e.g. 'ndarray:[null,4]'.") var input: String
     @Option(help: "Output type, e.g. 'ndarray:[null]'.") var output: String
     @Option(help: "Author as 'Family, Given' (repeatable).") var author: [String] = []
     @Option(help: "Description.") var description: String?
     @Option(help: "Scientific domain (repeatable).") var domain: [String] = []
-    @Option(name: .customLong("visible-to"), help: "public, user:<login> or group:<group> (repeatable). Default: public.") var visibleTo: [String] = []
+    @Option(name: .customLong("visible-to"), help: "public, user:<login> or group:<group> (repeatable). Default: public.") var visibleTo:
+        [String] = []
     @Option(help: "Extra file to include (repeatable).") var file: [String] = []
     @Option(name: .customLong("requires"), help: "Python requirement as name or name==version (repeatable).") var requires: [String] = []
     @Option(help: "Cores one worker needs.") var cores: Int?
@@ -107,8 +109,12 @@ struct InitCommand: AsyncParsableCommand {
             "dlhub": .object(dlhub),
             "servable": [
                 "type": .string(loader.sdkTypeName), "shim": .string(loader.rawValue),
-                "methods": ["run": ["input": try Self.typeBlock(input), "output": try Self.typeBlock(output),
-                                    "parameters": [:], "method_details": .object(details)]],
+                "methods": [
+                    "run": [
+                        "input": try Self.typeBlock(input), "output": try Self.typeBlock(output),
+                        "parameters": [:], "method_details": .object(details),
+                    ]
+                ],
                 "deterministic": .bool(deterministic),
             ],
         ]

@@ -1,10 +1,11 @@
 import DLHubCluster
 import DLHubCore
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Glibc
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Talks HTTP to `dlhubd`: finds it, authenticates, and turns error documents into messages.
 struct ServiceClient {
@@ -27,9 +28,13 @@ struct ServiceClient {
             }
         }
         if candidates.isEmpty {
-            throw CLIError("cannot find the DLHub service: pass --url, set DLHUB_URL, or set DLHUB_REGISTRY to the registry directory (`module load dlhub` sets it)")
+            throw CLIError(
+                "cannot find the DLHub service: pass --url, set DLHUB_URL, or set DLHUB_REGISTRY to the registry directory (`module load dlhub` sets it)"
+            )
         }
-        throw CLIError("cannot find the DLHub service: no service.json in \(candidates.joined(separator: " or ")); is dlhubd running? Otherwise pass --url or set DLHUB_URL")
+        throw CLIError(
+            "cannot find the DLHub service: no service.json in \(candidates.joined(separator: " or ")); is dlhubd running? Otherwise pass --url or set DLHUB_URL"
+        )
     }
 
     struct Reply {
@@ -38,8 +43,10 @@ struct ServiceClient {
     }
 
     /// Sends a request and returns the JSON reply; an error reply becomes a `CLIError`.
-    func request(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
-                 authenticate: Bool = true, forceMunge: Bool = false, acceptStatuses: Set<Int> = []) async throws -> Reply {
+    func request(
+        _ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
+        authenticate: Bool = true, forceMunge: Bool = false, acceptStatuses: Set<Int> = []
+    ) async throws -> Reply {
         guard let url = URL(string: baseURL + path) else { throw CLIError("bad service URL \(baseURL + path)") }
         var request = URLRequest(url: url)
         request.httpMethod = method
@@ -57,7 +64,9 @@ struct ServiceClient {
         do {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
-            throw CLIError("cannot reach the DLHub service at \(baseURL): \(error.localizedDescription). Is dlhubd running? (`dlhub` found this address in \(ProcessInfo.processInfo.environment["DLHUB_URL"] != nil ? "DLHUB_URL" : "service.json or --url"))")
+            throw CLIError(
+                "cannot reach the DLHub service at \(baseURL): \(error.localizedDescription). Is dlhubd running? (`dlhub` found this address in \(ProcessInfo.processInfo.environment["DLHUB_URL"] != nil ? "DLHUB_URL" : "service.json or --url"))"
+            )
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         let json = (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self))
@@ -66,8 +75,13 @@ struct ServiceClient {
                 Credentials.forgetToken(for: baseURL)
             }
             var message = json["error"]?["message"]?.stringValue ?? "HTTP \(status): \(json.encodedString())"
-            if let details = json["error"]?["details"]?.arrayValue, !details.isEmpty, json["error"]?["code"]?.stringValue != "invalid_metadata" {
-                message += "\n" + details.compactMap { d in d["path"]?.stringValue.map { "  - \($0): \(d["message"]?.stringValue ?? "")" } }.joined(separator: "\n")
+            if let details = json["error"]?["details"]?.arrayValue, !details.isEmpty,
+                json["error"]?["code"]?.stringValue != "invalid_metadata"
+            {
+                message +=
+                    "\n"
+                    + details.compactMap { d in d["path"]?.stringValue.map { "  - \($0): \(d["message"]?.stringValue ?? "")" } }.joined(
+                        separator: "\n")
             }
             throw CLIError(message, status: status)
         }
@@ -118,7 +132,9 @@ enum Credentials {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let json: JSONValue = ["url": .string(url), "token": .string(token), "expires_at": .int(expires), "login": .string(login)]
         let temp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temp, contents: Data(json.encoded(pretty: true)), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(atPath: temp, contents: Data(json.encoded(pretty: true)), attributes: [.posixPermissions: 0o600])
+        else {
             throw CLIError("cannot write \(temp)")
         }
         chmod(temp, 0o600)

@@ -1,0 +1,19 @@
+import DLHubCore
+import DLHubService
+
+/// A `MungeVerifying` double: credentials are `test:<login>`, for unit tests of code that sits
+/// behind authentication. The real path (munged, libmunge) is covered by the service tests.
+public struct StaticMungeVerifier: MungeVerifying {
+    public var callers: [String: Caller]
+
+    public init(callers: [Caller]) {
+        self.callers = Dictionary(uniqueKeysWithValues: callers.map { ($0.login, $0) })
+    }
+
+    public func verify(credential: String) async throws(DLHubError) -> Caller {
+        guard credential.hasPrefix("test:"), let caller = callers[String(credential.dropFirst(5))] else {
+            throw DLHubError(.unauthenticated, "the munge credential was refused: test double does not know '\(credential)'")
+        }
+        return caller
+    }
+}

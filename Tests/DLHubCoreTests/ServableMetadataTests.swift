@@ -1,0 +1,84 @@
+import DLHubCore
+import DLHubTesting
+import Testing
+
+@Suite struct ServableMetadataTests {
+    @Test func acceptsMetadataInTheFormDLHubsSDKWrites() throws {
+        let doc = ServableFixtures.sklearnDocument()
+        let m = try ServableMetadata.validate(doc, files: ["model.joblib"])
+        #expect(m.name == "iris")
+        #expect(m.loader == .sklearn)
+        #expect(m.files["model"] == "model.joblib")
+        #expect(m.creators == ["Ronald Fisher"])
+        #expect(m.input == .ndarray(shape: [nil, 4], item: .float))
+        #expect(m.visibleTo == [.everyone])
+        #expect(m.pythonDependencies["scikit-learn"] == "1.5.0")
+    }
+
+    @Test func namesEveryProblemByItsFieldPath() {
+        var doc = ServableFixtures.sklearnDocument()
+        doc = doc.setting(["datacite", "titles"], to: [])
+        doc = doc.setting(["dlhub", "name"], to: "bad name")
+        doc = doc.setting(["servable", "methods", "run", "input"], to: ["type": "ndarray", "shape": ["four"]])
+        doc = doc.setting(["dlhub", "visible_to"], to: ["everyone"])
+        do {
+            _ = try ServableMetadata.validate(doc, files: ["model.joblib"])
+            Issue.record("expected a validation error")
+        } catch {
+            let paths = Set(error.details.map(\.path))
+            #expect(paths == ["datacite.titles", "dlhub.name", "servable.methods.run.input.shape[0]", "dlhub.visible_to[0]"])
+            #expect(error.message.contains("contains spaces"))
+        }
+    }
+
+    @Test func missingBlocksAreReported() {
+        #expect(throws: DLHubError.self) { try ServableMetadata.validate(["datacite": [:]]) }
+        do { _ = try ServableMetadata.validate(["datacite": [:]]) } catch {
+            #expect(Set(error.details.map(\.path)) == ["dlhub", "servable"])
+        }
+    }
+
+    @Test func unknownLoaderIsRefused() {
+        let doc = ServableFixtures.sklearnDocument().setting(["servable", "shim"], to: "cobol.CobolServable")
+        do { _ = try ServableMetadata.validate(doc, files: ["model.joblib"]); Issue.record("accepted") } catch {
+            #expect(error.details.map(\.path) == ["servable.shim"])
+            #expect(error.message.contains("unknown loader type 'cobol.CobolServable'"))
+        }
+    }
+
+    @Test func modelFileMustBeInTheUpload() {
+        do { _ = try ServableMetadata.validate(ServableFixtures.sklearnDocument(), files: ["other.bin"]); Issue.record("accepted") } catch {
+            #expect(error.details.map(\.path) == ["dlhub.files.model"])
+        }
+    }
+
+    @Test(arguments: ["a/b", "..", "x..y", "has space", "", "-lead", String(repeating: "a", count: 101)])
+    func badNamesAreRefused(_ name: String) {
+        #expect(ServableName.problem(with: name) != nil)
+    }
+
+    @Test(arguments: ["iris", "iris-v2", "Model_3.1", "0day"])
+    func goodNamesAreAccepted(_ name: String) {
+        #expect(ServableName.problem(with: name) == nil)
+    }
+
+    @Test func referencesParse() throws {
+        #expect(try ServableReference(parsing: "alice/iris") == .latest(owner: "alice", name: "iris"))
+        #expect(try ServableReference(parsing: "alice/iris@3") == .version(owner: "alice", name: "iris", version: 3))
+        let digest = "sha256:" + String(repeating: "ab", count: 32)
+        #expect(try ServableReference(parsing: digest) == .digest(digest))
+        for bad in ["iris", "alice/iris@0", "alice/iris@x", "a/b/c", "sha256:xyz", "../x/y"] {
+            #expect(throws: DLHubError.self) { try ServableReference(parsing: bad) }
+        }
+    }
+
+    @Test func inputsAreCheckedAgainstDeclaredTypes() {
+        let t = DataType.ndarray(shape: [nil, 4], item: .float)
+        #expect(t.check([[1, 2, 3, 4.5], [0, 0, 0, 0]]) == nil)
+        #expect(t.check([[1, 2, 3]])?.contains("expected 4 element") == true)
+        #expect(t.check([1, 2, 3, 4])?.contains("expected an array") == true)
+        #expect(t.check([["a", 2, 3, 4]])?.contains("expected a number") == true)
+        #expect(DataType.list(item: .string).check(["a", 1])?.contains("input[1]") == true)
+        #expect(DataType.dict(properties: ["x": .integer]).check(["y": 1])?.contains("missing key 'x'") == true)
+    }
+}
