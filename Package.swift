@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "dlhubd",
             dependencies: [
-                "DLHubService",
+                "DLHubService", "DLHubCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

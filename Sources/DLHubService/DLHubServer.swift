@@ -11,9 +11,18 @@ public struct DLHubServer: Sendable {
     public let configuration: ServiceConfiguration
     public let catalog: ServableCatalog
     public let authenticator: Authenticator
+    public let tasks: TaskStore
+    public let waiters: TaskWaiters
+    public let dispatcher: Dispatcher
+    public let runner: Runner
+    public let pilots: PilotManager
+    public let listener: PilotListener
+    public let pools: [PoolConfiguration]
     let logger: Logger
 
-    public init(configuration: ServiceConfiguration, munge: any MungeVerifying, logger: Logger) async throws(DLHubError) {
+    public init(
+        configuration: ServiceConfiguration, munge: any MungeVerifying, slurm: any SlurmScheduler, logger: Logger
+    ) async throws(DLHubError) {
         self.configuration = configuration
         self.logger = logger
         do {
@@ -29,6 +38,42 @@ public struct DLHubServer: Sendable {
         try await catalog.rebuildIndex()
         let key = try Authenticator.loadOrCreateKey(stateDirectory: configuration.stateDirectory)
         authenticator = Authenticator(munge: munge, tokens: TokenSigner(key: key), tokenLifetimeSeconds: configuration.tokenLifetimeSeconds)
+
+        // Serving: durable tasks, batched dispatch, pilot jobs.
+        pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools
+        tasks = try TaskStore(path: configuration.stateDirectory + "/tasks.sqlite")
+        waiters = TaskWaiters()
+        dispatcher = Dispatcher(store: tasks, waiters: waiters, logger: logger)
+        runner = Runner(catalog: catalog, store: tasks, dispatcher: dispatcher, waiters: waiters, pools: pools, logger: logger)
+        let files = try InstalledFiles(configuration: configuration)
+        let logDirectory = configuration.registryRoot + "/.pilot-logs"
+        try? FileManager.default.createDirectory(
+            atPath: logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLURM_JOB") }.map { "\($0.key)=\($0.value)" }
+            .sorted()
+        pilots = PilotManager(
+            settings: .init(
+                pools: pools, script: try PilotScript(templatePath: files.template), pilotExecutable: files.pilot,
+                workerScript: files.workerScript, python: configuration.python, logDirectory: logDirectory, environment: environment),
+            slurm: slurm, dispatcher: dispatcher, logger: logger)
+        let manager = pilots
+        listener = PilotListener(
+            host: configuration.pilotListenHost, port: configuration.pilotListenPort, dispatcher: dispatcher, logger: logger,
+            isOurJob: { await manager.isOurJob($0) })
+        try await runner.restore()
+    }
+
+    /// Everything `dlhubd` runs: the HTTP application, the pilot listener and the pilot manager.
+    public func makeServices(metricsText: @escaping @Sendable () -> String = { "" }) -> [any Service] {
+        let listener = self.listener, manager = self.pilots, configuration = self.configuration
+        return [
+            makeApplication(metricsText: metricsText),
+            listener,
+            PilotManagerService(manager: manager, tasks: tasks, retentionSeconds: configuration.resultRetentionSeconds) {
+                let port = await listener.listeningPort()
+                return "\(Self.advertisedHost(configuration.pilotListenHost)):\(port)"
+            },
+        ]
     }
 
     public func makeRouter(metricsText: @escaping @Sendable () -> String = { "" }) -> Router<APIRequestContext> {
@@ -37,6 +82,8 @@ public struct DLHubServer: Sendable {
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))
         APIRoutes(catalog: catalog, authenticator: authenticator, maxUploadBytes: configuration.maxUploadBytes, metricsText: metricsText)
+            .register(on: router)
+        ServingRoutes(runner: runner, store: tasks, waiters: waiters, manager: pilots, maxRequestBytes: configuration.maxRunRequestBytes)
             .register(on: router)
         return router
     }

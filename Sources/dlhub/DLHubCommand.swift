@@ -12,7 +12,7 @@ struct DLHubCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
-            WithdrawCommand.self, LoginCommand.self,
+            WithdrawCommand.self, RunCommand.self, StatusCommand.self, PilotsCommand.self, LoginCommand.self,
             WhoAmICommand.self,
         ])
 }

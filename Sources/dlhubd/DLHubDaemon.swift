@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLHubCluster
 import DLHubCore
 import DLHubService
 import Foundation
@@ -52,18 +53,20 @@ struct DLHubDaemon: AsyncParsableCommand {
             if let stateDir { settings.stateDirectory = stateDir }
             if let listen { try settings.setListen(listen) }
 
-            server = try await DLHubServer(configuration: settings, munge: MungeVerifier(), logger: logger)
+            server = try await DLHubServer(
+                configuration: settings, munge: MungeVerifier(), slurm: LibSlurmClient(logger: logger), logger: logger)
         } catch {
             logger.critical("dlhubd cannot start: \(error.message)")
             throw ExitCode(1)
         }
-        let app = server.makeApplication(metricsText: {
+        let services = server.makeServices(metricsText: {
             var buffer: [UInt8] = []
             prometheus.emit(into: &buffer)
             return String(decoding: buffer, as: UTF8.self)
         })
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -19,7 +19,7 @@ struct ServiceHarness {
         self.directory = directory
         var config = ServiceConfiguration(registryRoot: directory.file("registry"), stateDirectory: directory.file(stateName))
         config.maxUploadBytes = maxUploadBytes
-        server = try await DLHubServer(configuration: config, munge: MungeVerifier(), logger: Logger(label: "test"))
+        server = try await DLHubServer(configuration: config, munge: MungeVerifier(), slurm: FakeSlurm(), logger: Logger(label: "test"))
     }
 
     func withClient<T: Sendable>(_ body: @Sendable (Client) async throws -> T) async throws -> T {

@@ -16,6 +16,8 @@ public struct ServiceConfiguration: Sendable {
     /// The address clients should use, when it differs from the listen address.
     public var publicURL: String?
     public var maxUploadBytes: Int = 512 * 1024 * 1024
+    /// Largest run request body.
+    public var maxRunRequestBytes: Int = 64 * 1024 * 1024
     public var tokenLifetimeSeconds: Int = 8 * 3600
     public var pools: [PoolConfiguration] = []
     /// Seconds results are kept after a task finishes.
@@ -24,6 +26,8 @@ public struct ServiceConfiguration: Sendable {
     public var python: String = "python3"
     /// The pilot executable; default: `dlhub-pilot` next to `dlhubd`.
     public var pilotExecutable: String?
+    /// The Python worker shim; default: `python/dlhub_worker.py` found next to the binaries.
+    public var workerScript: String?
     /// The pilot job template; default: `slurm/pilot.sbatch.template` found next to the binaries.
     public var pilotTemplate: String?
     /// Where pilots connect: host:port of the pilot listener (port 0 picks one).
@@ -97,11 +101,13 @@ public struct ServiceConfiguration: Sendable {
             case "listen": try setListen(try str())
             case "public_url": publicURL = try str()
             case "max_upload_bytes": maxUploadBytes = try int()
+            case "max_run_request_bytes": maxRunRequestBytes = try int()
             case "token_ttl_seconds": tokenLifetimeSeconds = try int()
             case "result_retention_seconds": resultRetentionSeconds = try int()
             case "python": python = try str()
             case "pilot_executable": pilotExecutable = try str()
             case "pilot_template": pilotTemplate = try str()
+            case "worker_script": workerScript = try str()
             case "pilot_listen":
                 var copy = self
                 try copy.setListen(try str())
@@ -116,60 +122,5 @@ public struct ServiceConfiguration: Sendable {
                     .badRequest, "\(source): unknown setting '\(key)'; see docs/configuration.md for the settings dlhubd reads")
             }
         }
-    }
-}
-
-/// A named pilot configuration: where and how pilot jobs are submitted.
-public struct PoolConfiguration: Sendable, Hashable {
-    public var name: String
-    public var partition: String?
-    public var account: String?
-    public var qos: String?
-    public var constraint: String?
-    public var gres: String?
-    public var nodes: Int = 1
-    public var walltimeMinutes: Int = 60
-    public var minPilots: Int = 0
-    public var maxPilots: Int = 4
-    public var idleTimeoutSeconds: Int = 300
-    public var modules: [String] = []
-    /// What a node of this pool offers, for placement.
-    public var coresPerNode: Int = 4
-    public var memoryPerNodeMB: Int = 4000
-    public var gpusPerNode: Int = 0
-    /// Workers one pilot keeps resident at most.
-    public var maxWorkersPerPilot: Int = 8
-
-    public init(name: String) { self.name = name }
-
-    init(json: JSONValue, path: String) throws(DLHubError) {
-        guard let name = json["name"]?.stringValue else { throw DLHubError(.badRequest, "\(path).name is missing") }
-        self.name = name
-        for (key, value) in json.objectValue ?? [:] {
-            func int() throws(DLHubError) -> Int {
-                guard let n = value.intValue, n >= 0 else { throw DLHubError(.badRequest, "\(path).\(key) must be a non-negative integer") }
-                return Int(n)
-            }
-            switch key {
-            case "name": break
-            case "partition": partition = value.stringValue
-            case "account": account = value.stringValue
-            case "qos": qos = value.stringValue
-            case "constraint", "features": constraint = value.stringValue
-            case "gres": gres = value.stringValue
-            case "nodes": nodes = max(1, try int())
-            case "walltime_minutes": walltimeMinutes = max(1, try int())
-            case "min_pilots": minPilots = try int()
-            case "max_pilots": maxPilots = try int()
-            case "idle_timeout_seconds": idleTimeoutSeconds = try int()
-            case "modules": modules = value.arrayValue?.compactMap(\.stringValue) ?? []
-            case "cores_per_node": coresPerNode = max(1, try int())
-            case "memory_per_node_mb": memoryPerNodeMB = try int()
-            case "gpus_per_node": gpusPerNode = try int()
-            case "max_workers_per_pilot": maxWorkersPerPilot = max(1, try int())
-            default: throw DLHubError(.badRequest, "\(path): unknown pool setting '\(key)'")
-            }
-        }
-        if minPilots > maxPilots { throw DLHubError(.badRequest, "\(path): min_pilots (\(minPilots)) is above max_pilots (\(maxPilots))") }
     }
 }

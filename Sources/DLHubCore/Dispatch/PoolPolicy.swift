@@ -1,0 +1,126 @@
+/// The pilot lifecycle policy for one pool, as a pure function of what the manager observes.
+///
+/// The pilot manager gathers a `PoolSnapshot` (its jobs as Slurm reports them, which have
+/// connected, how busy they are, how much work is queued) and carries out the actions this
+/// returns: submit ahead of demand, keep `min` warm, replace pilots before their walltime ends,
+/// drain idle ones, forget finished ones. Unit tests drive it with no Slurm and no sockets.
+public enum PoolPolicy {
+    public struct Pilot: Sendable, Hashable {
+        public var jobID: UInt32
+        public var state: JobState
+        /// Unix time the walltime ends (0 when not known yet, e.g. still pending).
+        public var endTime: Int64
+        public var connected: Bool
+        public var draining: Bool
+        /// Batches it is running.
+        public var busy: Int
+        public var slots: Int
+        /// Unix time it last had work (its connection time if it never had any).
+        public var idleSince: Int64
+        /// Whether a replacement was already submitted for it.
+        public var replaced: Bool
+
+        public init(
+            jobID: UInt32, state: JobState, endTime: Int64, connected: Bool, draining: Bool, busy: Int, slots: Int, idleSince: Int64,
+            replaced: Bool
+        ) {
+            self.jobID = jobID
+            self.state = state
+            self.endTime = endTime
+            self.connected = connected
+            self.draining = draining
+            self.busy = busy
+            self.slots = slots
+            self.idleSince = idleSince
+            self.replaced = replaced
+        }
+    }
+
+    public struct Snapshot: Sendable {
+        public var now: Int64
+        public var pilots: [Pilot]
+        /// Items waiting for this pool.
+        public var queuedItems: Int
+        public var paused: Bool
+        public init(now: Int64, pilots: [Pilot], queuedItems: Int, paused: Bool = false) {
+            self.now = now
+            self.pilots = pilots
+            self.queuedItems = queuedItems
+            self.paused = paused
+        }
+    }
+
+    public enum Action: Sendable, Hashable {
+        case submit(reason: String)
+        /// `replacing` is the job whose walltime is ending.
+        case submitReplacement(replacing: UInt32)
+        case drain(UInt32, reason: String)
+    }
+
+    /// Seconds before the walltime end at which a replacement is submitted.
+    public static func replacementLead(walltimeMinutes: Int) -> Int64 {
+        Int64(min(600, max(30, walltimeMinutes * 60 / 2)))
+    }
+
+    /// Seconds before the walltime end at which a pilot is drained (also its `--signal` time).
+    public static func drainLead(walltimeMinutes: Int) -> Int64 {
+        Int64(min(300, max(15, walltimeMinutes * 60 / 4)))
+    }
+
+    /// Queued items per free slot beyond which one more pilot is worth its queue wait.
+    public static let itemsPerSlotBeforeScaling = 16
+
+    public static func actions(pool: PoolConfiguration, snapshot s: Snapshot) -> [Action] {
+        var actions: [Action] = []
+        let replaceLead = replacementLead(walltimeMinutes: pool.walltimeMinutes)
+        let drainLead = drainLead(walltimeMinutes: pool.walltimeMinutes)
+        let alive = s.pilots.filter { !$0.state.isFinished }
+        // Pilots that will still be serving a while from now: not draining, not near their end.
+        let lasting = alive.filter { p in !p.draining && !(p.endTime > 0 && p.endTime - s.now <= replaceLead) }
+
+        // Walltime: replace early, drain before the end.
+        var submitted = 0
+        for p in alive where p.state == .running && p.endTime > 0 {
+            let left = p.endTime - s.now
+            if left <= replaceLead, !p.replaced, !s.paused, alive.count <= pool.maxPilots,
+                s.queuedItems > 0 || p.busy > 0 || lasting.count < pool.minPilots
+            {
+                actions.append(.submitReplacement(replacing: p.jobID))
+                submitted += 1
+            }
+            if left <= drainLead, !p.draining {
+                actions.append(.drain(p.jobID, reason: "walltime ends in \(max(0, left)) s"))
+            }
+        }
+
+        guard !s.paused else { return actions }
+        let capacity = alive.count - alive.filter { $0.replaced || $0.draining }.count + submitted
+        // Keep the minimum warm.
+        var count = lasting.count + submitted
+        while count < pool.minPilots, capacity + (count - lasting.count - submitted) < pool.maxPilots {
+            actions.append(.submit(reason: "keeping \(pool.minPilots) pilot(s) warm"))
+            count += 1
+        }
+        // Demand: nothing lasting to serve queued work, or more work than the pilots' slots absorb.
+        let pending = lasting.filter { $0.state == .pending || !$0.connected }.count
+        let freeSlots = lasting.filter { $0.connected }.reduce(0) { $0 + max(0, $1.slots - $1.busy) }
+        let totalAfter = alive.filter { !$0.draining }.count + (count - lasting.count)
+        if s.queuedItems > 0, totalAfter < pool.maxPilots {
+            if count == 0 {
+                actions.append(.submit(reason: "\(s.queuedItems) item(s) queued and no pilot"))
+            } else if pending == 0, s.queuedItems > max(1, freeSlots + lasting.reduce(0) { $0 + $1.slots }) * itemsPerSlotBeforeScaling {
+                actions.append(.submit(reason: "\(s.queuedItems) item(s) queued beyond what \(count) pilot(s) absorb"))
+            }
+        }
+        // Idle pilots beyond the minimum are released.
+        var keep = lasting.count
+        for p in lasting.sorted(by: { $0.idleSince < $1.idleSince }) where p.connected && p.busy == 0 && s.queuedItems == 0 {
+            guard keep > pool.minPilots else { break }
+            if s.now - p.idleSince >= Int64(pool.idleTimeoutSeconds) {
+                actions.append(.drain(p.jobID, reason: "idle for \(s.now - p.idleSince) s"))
+                keep -= 1
+            }
+        }
+        return actions
+    }
+}

@@ -1,0 +1,204 @@
+/// Encoding and decoding of pilot frames; pure functions over bytes, used by both ends.
+extension PilotFrame {
+    /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
+    public static let maximumLength = 256 * 1024 * 1024
+
+    enum Kind: UInt8 {
+        case hello = 1, welcome, load, loaded, unload, batch, results, heartbeat, credit, drain, bye
+    }
+
+    /// The whole frame, length prefix included.
+    public func encoded() -> [UInt8] {
+        var body: [UInt8] = []
+        let kind: Kind
+        switch self {
+        case .hello(let h):
+            kind = .hello
+            body = JSONValue.object([
+                "credential": .string(h.credential), "job_id": .int(Int64(h.jobID)), "node": .string(h.node),
+                "cores": .int(Int64(h.cores)), "memory_mb": .int(Int64(h.memoryMB)), "gpus": .int(Int64(h.gpus)),
+                "walltime_end": .int(h.walltimeEnd), "pool": .string(h.pool), "slots": .int(Int64(h.slots)),
+            ]).encoded()
+        case .welcome(let j): kind = .welcome; body = j.encoded()
+        case .load(let s):
+            kind = .load
+            body = JSONValue.object([
+                "key": .string(s.key), "digest": .string(s.digest), "directory": .string(s.directory), "metadata": s.metadata,
+            ]).encoded()
+        case .loaded(let key, let error):
+            kind = .loaded
+            body = JSONValue.object(["key": .string(key), "error": error.map { .string($0) } ?? .null]).encoded()
+        case .unload(let key): kind = .unload; body = JSONValue.object(["key": .string(key)]).encoded()
+        case .batch(let b):
+            kind = .batch
+            let header = JSONValue.object(["key": .string(b.key), "timeout": .double(b.timeoutSeconds)]).encoded()
+            body.appendInteger(b.id)
+            body.appendInteger(UInt32(header.count))
+            body += header
+            body.appendInteger(UInt32(b.parameters.count))
+            body += b.parameters
+            body.appendInteger(UInt32(b.items.count))
+            for item in b.items {
+                body.appendInteger(item.id)
+                body.appendInteger(UInt32(item.payload.count))
+                body += item.payload
+            }
+        case .results(let r):
+            kind = .results
+            body.appendInteger(r.batchID)
+            body.appendInteger(UInt32(r.items.count))
+            for item in r.items {
+                body.appendInteger(item.id)
+                switch item.outcome {
+                case .output(let bytes):
+                    body.append(0)
+                    body.appendInteger(UInt32(bytes.count))
+                    body += bytes
+                case .error(let message):
+                    let bytes = Array(message.utf8)
+                    body.append(1)
+                    body.appendInteger(UInt32(bytes.count))
+                    body += bytes
+                }
+            }
+        case .heartbeat(let j): kind = .heartbeat; body = j.encoded()
+        case .credit(let slots): kind = .credit; body = JSONValue.object(["slots": .int(Int64(slots))]).encoded()
+        case .drain(let reason): kind = .drain; body = JSONValue.object(["reason": .string(reason)]).encoded()
+        case .bye(let reason, let returned):
+            kind = .bye
+            body = JSONValue.object(["reason": .string(reason), "returned": .array(returned.map { .int(Int64(bitPattern: $0)) })]).encoded()
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 5)
+        out.appendInteger(UInt32(body.count + 1))
+        out.append(kind.rawValue)
+        out += body
+        return out
+    }
+
+    /// Decodes one frame from `type` and `body` (the bytes after the length prefix's type byte).
+    public static func decode(type: UInt8, body: ArraySlice<UInt8>) throws(DLHubError) -> PilotFrame {
+        guard let kind = Kind(rawValue: type) else { throw DLHubError(.badRequest, "unknown pilot frame type \(type)") }
+        func json() throws(DLHubError) -> JSONValue {
+            do { return try JSONValue.parse(body) } catch { throw DLHubError(.badRequest, "bad \(kind) frame: \(error)") }
+        }
+        func missing(_ field: String) -> DLHubError { DLHubError(.badRequest, "bad \(kind) frame: missing \(field)") }
+        switch kind {
+        case .hello:
+            let j = try json()
+            guard let credential = j["credential"]?.stringValue else { throw missing("credential") }
+            guard let job = j["job_id"]?.intValue else { throw missing("job_id") }
+            return .hello(
+                PilotHello(
+                    credential: credential, jobID: UInt32(truncatingIfNeeded: job), node: j["node"]?.stringValue ?? "",
+                    cores: Int(j["cores"]?.intValue ?? 1), memoryMB: Int(j["memory_mb"]?.intValue ?? 0),
+                    gpus: Int(j["gpus"]?.intValue ?? 0),
+                    walltimeEnd: j["walltime_end"]?.intValue ?? 0, pool: j["pool"]?.stringValue ?? "", slots: Int(j["slots"]?.intValue ?? 1)
+                ))
+        case .welcome: return .welcome(try json())
+        case .load:
+            let j = try json()
+            guard let key = j["key"]?.stringValue, let digest = j["digest"]?.stringValue, let dir = j["directory"]?.stringValue,
+                let meta = j["metadata"]
+            else { throw missing("key, digest, directory or metadata") }
+            return .load(ServableSpec(key: key, digest: digest, directory: dir, metadata: meta))
+        case .loaded:
+            let j = try json()
+            guard let key = j["key"]?.stringValue else { throw missing("key") }
+            return .loaded(key: key, error: j["error"]?.stringValue)
+        case .unload:
+            guard let key = try json()["key"]?.stringValue else { throw missing("key") }
+            return .unload(key: key)
+        case .heartbeat: return .heartbeat(try json())
+        case .credit:
+            guard let slots = try json()["slots"]?.intValue else { throw missing("slots") }
+            return .credit(slots: Int(slots))
+        case .drain: return .drain(reason: try json()["reason"]?.stringValue ?? "")
+        case .bye:
+            let j = try json()
+            let returned = (j["returned"]?.arrayValue ?? []).compactMap { $0.intValue.map { UInt64(bitPattern: $0) } }
+            return .bye(reason: j["reason"]?.stringValue ?? "", returned: returned)
+        case .batch:
+            var r = ByteReader(body)
+            let id: UInt64 = try r.integer()
+            let headerLength: UInt32 = try r.integer()
+            let headerBytes = try r.bytes(Int(headerLength))
+            guard let header = try? JSONValue.parse(headerBytes), let key = header["key"]?.stringValue else { throw missing("key") }
+            let paramLength: UInt32 = try r.integer()
+            let parameters = try r.bytes(Int(paramLength))
+            let count: UInt32 = try r.integer()
+            var items: [Batch.Item] = []
+            items.reserveCapacity(Int(min(count, 100_000)))
+            for _ in 0..<count {
+                let itemID: UInt64 = try r.integer()
+                let length: UInt32 = try r.integer()
+                items.append(Batch.Item(id: itemID, payload: try r.bytes(Int(length))))
+            }
+            return .batch(
+                Batch(id: id, key: key, parameters: parameters, timeoutSeconds: header["timeout"]?.doubleValue ?? 60, items: items))
+        case .results:
+            var r = ByteReader(body)
+            let batchID: UInt64 = try r.integer()
+            let count: UInt32 = try r.integer()
+            var items: [ItemResult] = []
+            for _ in 0..<count {
+                let itemID: UInt64 = try r.integer()
+                let status = try r.bytes(1)[0]
+                let length: UInt32 = try r.integer()
+                let bytes = try r.bytes(Int(length))
+                items.append(ItemResult(id: itemID, outcome: status == 0 ? .output(bytes) : .error(String(decoding: bytes, as: UTF8.self))))
+            }
+            return .results(BatchResults(batchID: batchID, items: items))
+        }
+    }
+
+    /// Splits complete frames off the front of `buffer`; leaves a partial frame in place.
+    public static func split(_ buffer: inout [UInt8]) throws(DLHubError) -> [PilotFrame] {
+        var frames: [PilotFrame] = []
+        var offset = 0
+        while buffer.count - offset >= 5 {
+            let length = Int(buffer[offset]) << 24 | Int(buffer[offset + 1]) << 16 | Int(buffer[offset + 2]) << 8 | Int(buffer[offset + 3])
+            guard length >= 1, length <= maximumLength else {
+                throw DLHubError(.badRequest, "pilot frame length \(length) is out of range")
+            }
+            guard buffer.count - offset - 4 >= length else { break }
+            let type = buffer[offset + 4]
+            frames.append(try decode(type: type, body: buffer[(offset + 5)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        if offset > 0 { buffer.removeFirst(offset) }
+        return frames
+    }
+}
+
+struct ByteReader {
+    let bytes: ArraySlice<UInt8>
+    var index: Int
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        self.index = bytes.startIndex
+    }
+
+    mutating func integer<T: FixedWidthInteger>() throws(DLHubError) -> T {
+        let size = MemoryLayout<T>.size
+        guard bytes.endIndex - index >= size else { throw DLHubError(.badRequest, "truncated pilot frame") }
+        var v: T = 0
+        for b in bytes[index..<index + size] { v = v << 8 | T(b) }
+        index += size
+        return v
+    }
+
+    mutating func bytes(_ n: Int) throws(DLHubError) -> [UInt8] {
+        guard n >= 0, bytes.endIndex - index >= n else { throw DLHubError(.badRequest, "truncated pilot frame") }
+        defer { index += n }
+        return Array(bytes[index..<index + n])
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendInteger<T: FixedWidthInteger>(_ value: T) {
+        let size = MemoryLayout<T>.size
+        for i in (0..<size).reversed() { append(UInt8(truncatingIfNeeded: value >> (i * 8))) }
+    }
+}

@@ -1,0 +1,316 @@
+import DLHubCore
+import Foundation
+import Logging
+
+/// The pilot's state: which servables are resident, which batches are queued or running, and
+/// whether it is draining. Frames from the service come in through `handle(_:)`; frames to the
+/// service go out through `send`.
+public actor PilotAgent {
+    public struct Settings: Sendable {
+        public var python: String
+        public var workerScript: String
+        public var cores: Int
+        public var memoryMB: Int
+        /// Workers resident at most (all servables together); the least recently used idle one is evicted.
+        public var maxWorkers: Int
+        public var startTimeoutSeconds: Double = 300
+
+        public init(python: String, workerScript: String, cores: Int, memoryMB: Int, maxWorkers: Int) {
+            self.python = python
+            self.workerScript = workerScript
+            self.cores = cores
+            self.memoryMB = memoryMB
+            self.maxWorkers = maxWorkers
+        }
+    }
+
+    struct Resident {
+        var spec: ServableSpec
+        var metadata: ServableMetadata
+        var idle: [WorkerProcess] = []
+        var busy = 0
+        var queue: [Batch] = []
+        var lastUsed = Date()
+        var total: Int { idle.count + busy }
+    }
+
+    let settings: Settings
+    let send: @Sendable (PilotFrame) async -> Void
+    let logger: Logger
+    var residents: [String: Resident] = [:]
+    var running: Set<UInt64> = []
+    public private(set) var draining = false
+    var drained: CheckedContinuation<Void, Never>?
+
+    public init(settings: Settings, logger: Logger, send: @escaping @Sendable (PilotFrame) async -> Void) {
+        self.settings = settings
+        self.logger = logger
+        self.send = send
+    }
+
+    /// Batches the pilot can hold at once: one per core, at least one.
+    public var slots: Int { max(1, settings.cores) }
+
+    public func handle(_ frame: PilotFrame) async {
+        switch frame {
+        case .load(let spec): await load(spec)
+        case .unload(let key): unload(key)
+        case .batch(let batch): enqueue(batch)
+        case .drain(let reason): await beginDrain(reason: reason)
+        case .welcome, .heartbeat: break
+        case .hello, .loaded, .results, .credit, .bye:
+            logger.warning("unexpected frame from the service", metadata: ["frame": "\(frame)"])
+        }
+    }
+
+    func load(_ spec: ServableSpec) async {
+        if residents[spec.key] != nil {
+            await send(.loaded(key: spec.key, error: nil))
+            return
+        }
+        let metadata: ServableMetadata
+        do { metadata = try ServableMetadata.validate(spec.metadata) } catch {
+            await send(.loaded(key: spec.key, error: error.message))
+            return
+        }
+        evictIfFull(needing: 1)
+        // Start the first worker now, so the load error (missing packages, bad model) reaches the service.
+        do {
+            let worker = try await startWorker(spec, metadata)
+            residents[spec.key] = Resident(spec: spec, metadata: metadata, idle: [worker])
+            logger.info("servable resident", metadata: ["servable.key": "\(spec.key)", "servable.dir": "\(spec.directory)"])
+            await send(.loaded(key: spec.key, error: nil))
+        } catch {
+            logger.warning("servable failed to load", metadata: ["servable.key": "\(spec.key)", "error": "\(error)"])
+            await send(.loaded(key: spec.key, error: "\(error)"))
+        }
+    }
+
+    func unload(_ key: String) {
+        guard let r = residents.removeValue(forKey: key) else { return }
+        r.idle.forEach { $0.stop() }
+    }
+
+    var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } }
+
+    /// Evicts least recently used idle workers until `needing` more fit.
+    func evictIfFull(needing: Int) {
+        while workerCount + needing > settings.maxWorkers {
+            let candidates = residents.filter { !$0.value.idle.isEmpty }.sorted { $0.value.lastUsed < $1.value.lastUsed }
+            guard let (key, _) = candidates.first else { return }
+            let worker = residents[key]!.idle.removeFirst()
+            worker.stop()
+            if residents[key]!.total == 0, residents[key]!.queue.isEmpty {
+                residents.removeValue(forKey: key)
+                let send = self.send
+                Task { await send(.unload(key: key)) }
+                logger.info("evicted least recently used servable", metadata: ["servable.key": "\(key)"])
+            }
+        }
+    }
+
+    func enqueue(_ batch: Batch) {
+        guard residents[batch.key] != nil else {
+            let send = self.send
+            let results = BatchResults(
+                batchID: batch.id,
+                items: batch.items.map { ItemResult(id: $0.id, outcome: .error("the servable is not resident on this pilot")) })
+            Task { await send(.results(results)) }
+            return
+        }
+        residents[batch.key]!.queue.append(batch)
+        schedule(batch.key)
+    }
+
+    /// Starts queued batches on idle workers, adding workers while cores and the budget allow.
+    func schedule(_ key: String) {
+        while let r = residents[key], !r.queue.isEmpty {
+            if !r.idle.isEmpty {
+                let worker = residents[key]!.idle.removeLast()
+                let batch = take(key)
+                Task { await self.run(batch, on: worker, metadata: r.metadata, spec: r.spec) }
+            } else if canAddWorker(r) {
+                let batch = take(key)
+                Task { await self.runOnNewWorker(batch, r.spec, r.metadata) }
+            } else {
+                break
+            }
+        }
+    }
+
+    /// Moves the next queued batch of `key` to running.
+    private func take(_ key: String) -> Batch {
+        residents[key]!.busy += 1
+        residents[key]!.lastUsed = Date()
+        let batch = residents[key]!.queue.removeFirst()
+        running.insert(batch.id)
+        return batch
+    }
+
+    /// Another worker for a busy servable: only while its cores fit beside the running ones.
+    private func canAddWorker(_ r: Resident) -> Bool {
+        let need = max(1, r.metadata.resources.cores)
+        let busyCores = residents.values.reduce(0) { $0 + $1.busy * max(1, $1.metadata.resources.cores) }
+        guard busyCores + need <= max(settings.cores, need) else { return false }
+        if workerCount >= settings.maxWorkers { evictIfFull(needing: 1) }
+        return workerCount < settings.maxWorkers
+    }
+
+    func runOnNewWorker(_ batch: Batch, _ spec: ServableSpec, _ metadata: ServableMetadata) async {
+        do {
+            let worker = try await startWorker(spec, metadata)
+            await run(batch, on: worker, metadata: metadata, spec: spec)
+        } catch {
+            residents[spec.key]?.busy -= 1
+            await finish(
+                batch,
+                BatchResults(
+                    batchID: batch.id, items: batch.items.map { ItemResult(id: $0.id, outcome: .error("cannot start a worker: \(error)")) })
+            )
+        }
+    }
+
+    func run(_ batch: Batch, on worker: WorkerProcess, metadata: ServableMetadata, spec: ServableSpec) async {
+        var worker: WorkerProcess? = worker
+        var results: [ItemResult]
+        do {
+            results = try await Self.execute(batch, items: batch.items, on: worker!)
+        } catch let failure {
+            worker?.stop()
+            worker = nil
+            // Find the culprit: run each item alone on a fresh worker, so only the bad ones fail.
+            if batch.items.count == 1 {
+                results = [ItemResult(id: batch.items[0].id, outcome: .error("\(failure)"))]
+            } else {
+                results = []
+                for item in batch.items {
+                    do {
+                        if worker == nil { worker = try await startWorker(spec, metadata) }
+                        results += try await Self.execute(batch, items: [item], on: worker!)
+                    } catch {
+                        worker?.stop()
+                        worker = nil
+                        results.append(ItemResult(id: item.id, outcome: .error("\(error)")))
+                    }
+                }
+            }
+        }
+        if var r = residents[batch.key] {
+            r.busy -= 1
+            if let worker, worker.isRunning { r.idle.append(worker) }
+            residents[batch.key] = r
+        } else {
+            worker?.stop()
+        }
+        await finish(batch, BatchResults(batchID: batch.id, items: results))
+        schedule(batch.key)
+    }
+
+    func finish(_ batch: Batch, _ results: BatchResults) async {
+        running.remove(batch.id)
+        await send(.results(results))
+        if draining, running.isEmpty { drained?.resume(); drained = nil }
+    }
+
+    /// Runs items as one worker request; item payloads are spliced in as they came.
+    static func execute(_ batch: Batch, items: [Batch.Item], on worker: WorkerProcess) async throws -> [ItemResult] {
+        var request: [UInt8] = Array(#"{"batch":"#.utf8) + Array(String(batch.id).utf8) + Array(#","parameters":"#.utf8)
+        request += batch.parameters.isEmpty ? Array("{}".utf8) : batch.parameters
+        request += Array(#","inputs":["#.utf8)
+        for (i, item) in items.enumerated() {
+            if i > 0 { request.append(UInt8(ascii: ",")) }
+            request += item.payload
+        }
+        request += Array("]}".utf8)
+        let timeout = batch.timeoutSeconds
+        let line = request
+        let reply: [UInt8] = try await withCheckedThrowingContinuation { continuation in
+            worker.queue.async {
+                do { continuation.resume(returning: try worker.exchange(line, timeout: timeout)) } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        guard let json = try? JSONValue.parse(reply), let list = json["results"]?.arrayValue, list.count == items.count else {
+            throw WorkerProcess.Failure.protocolError("expected {\"results\": [...]} with \(items.count) entries")
+        }
+        return zip(items, list).map { item, r in
+            if let output = r["output"] { return ItemResult(id: item.id, outcome: .output(output.encoded())) }
+            return ItemResult(id: item.id, outcome: .error(r["error"]?.stringValue ?? "the servable returned neither output nor error"))
+        }
+    }
+
+    func startWorker(_ spec: ServableSpec, _ metadata: ServableMetadata) async throws -> WorkerProcess {
+        var env = ProcessInfo.processInfo.environment
+        let threads = String(max(1, metadata.resources.cores))
+        for k in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] { env[k] = threads }
+        env["DLHUB_SERVABLE_DIR"] = spec.directory
+        env["PYTHONUNBUFFERED"] = "1"
+        let command: [String]
+        if metadata.loader == .executable {
+            var parts = metadata.methodDetails["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            guard !parts.isEmpty else { throw WorkerProcess.Failure.protocolError("the servable declares no command") }
+            if !parts[0].hasPrefix("/") { parts[0] = spec.directory + "/" + parts[0] }
+            command = parts
+        } else {
+            command = [Self.resolve(settings.python), settings.workerScript, spec.directory]
+        }
+        let timeout = settings.startTimeoutSeconds
+        let label = spec.key
+        let environment = env
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do {
+                    continuation.resume(
+                        returning: try WorkerProcess(
+                            command: command, directory: spec.directory, environment: environment, startTimeout: timeout, label: label))
+                } catch { continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// `python3` -> `/usr/bin/python3`, searching PATH like a shell.
+    static func resolve(_ program: String) -> String {
+        if program.contains("/") { return program }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return program
+    }
+
+    /// Stops taking work: queued batches go back to the service, running ones finish.
+    public func beginDrain(reason: String) async {
+        guard !draining else { return }
+        draining = true
+        logger.info("draining", metadata: ["reason": "\(reason)"])
+        await send(.credit(slots: 0))
+        var returned: [UInt64] = []
+        for key in residents.keys {
+            returned += residents[key]!.queue.map(\.id)
+            residents[key]!.queue.removeAll()
+        }
+        if !running.isEmpty {
+            await withCheckedContinuation { self.drained = $0 }
+        }
+        await send(.bye(reason: reason, returned: returned))
+        for r in residents.values { r.idle.forEach { $0.stop() } }
+        residents.removeAll()
+    }
+
+    /// Load figures for heartbeats and `dlhub pilots`.
+    public func status() -> JSONValue {
+        [
+            "resident": .array(residents.keys.sorted().map { .string($0) }),
+            "workers": .int(Int64(workerCount)),
+            "running": .int(Int64(running.count)),
+            "queued": .int(Int64(residents.values.reduce(0) { $0 + $1.queue.count })),
+            "draining": .bool(draining),
+        ]
+    }
+
+    public func shutdown() {
+        for r in residents.values { r.idle.forEach { $0.stop() } }
+        residents.removeAll()
+    }
+}

@@ -1,0 +1,59 @@
+import DLHubCore
+import Foundation
+import Hummingbird
+
+/// Run requests, task status and the pilot table.
+struct ServingRoutes: Sendable {
+    let runner: Runner
+    let store: TaskStore
+    let waiters: TaskWaiters
+    let manager: PilotManager
+    let maxRequestBytes: Int
+
+    /// Longest `?wait=` honoured, in seconds.
+    static let maxWait = 3600.0
+
+    func register(on router: Router<APIRequestContext>) {
+        router.post("/v1/servables/{owner}/{name}/run") { request, context in
+            let caller = try context.requireCaller()
+            let reference = try APIRoutes.reference(context)
+            let waitText = request.uri.queryParameters.get("wait")
+            let wait =
+                try waitText.map { text throws(DLHubError) -> Double in
+                    guard let s = Double(text), s >= 0, s.isFinite else {
+                        throw DLHubError(.badRequest, "wait must be a number of seconds, e.g. ?wait=30")
+                    }
+                    return min(s, Self.maxWait)
+                } ?? 0
+            let body = try await request.body.collect(upTo: maxRequestBytes)
+            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller)
+            let done = await waiters.wait(for: accepted.taskID, seconds: wait)
+            _ = done
+            return try await taskResponse(accepted.taskID, caller: caller)
+        }
+        router.get("/v1/tasks/{id}") { request, context in
+            let caller = try context.requireCaller()
+            let id = try APIRoutes.parameter("id", context)
+            if let waitText = request.uri.queryParameters.get("wait"), let s = Double(waitText), s > 0 {
+                _ = await waiters.wait(for: id, seconds: min(s, Self.maxWait))
+            }
+            return try await taskResponse(id, caller: caller)
+        }
+        router.get("/v1/pilots") { _, context in
+            _ = try context.requireCaller()
+            return Response.json(await manager.report())
+        }
+    }
+
+    func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
+        guard let task = try await store.task(id), task.owner == caller.login else {
+            throw DLHubError(.notFound, "no task \(id) of yours; tasks are kept for a limited time after they finish")
+        }
+        var extra: [String: JSONValue] = [:]
+        if task.finished == nil {
+            extra["location"] = .string("/v1/tasks/\(id)")
+            if let waiting = await manager.waiting(pool: task.pool) { extra["waiting_for"] = waiting }
+        }
+        return Response.json(task.json(extra: extra), status: task.finished == nil ? .accepted : .ok)
+    }
+}

@@ -1,0 +1,315 @@
+import DLHubCore
+import Foundation
+import Logging
+import Metrics
+
+/// Batched dispatch: a queue per servable (and parameter set), pilots that pull work with
+/// credits, and the bookkeeping that makes a lost pilot cost a retry, never a lost or doubled
+/// answer.
+///
+/// Items from many requests are handed to a pilot in one batch, up to the servable's maximum
+/// batch size; when a pilot has a free slot, whatever is queued goes at once, so nothing waits
+/// for a batch to fill. A batch is owned by the session it was sent to: results from any other
+/// session (one presumed lost) are ignored.
+public actor Dispatcher {
+    struct QueuedItem: Sendable {
+        var id: UInt64
+        var taskID: String
+        var payload: [UInt8]
+    }
+
+    struct Queue {
+        var spec: ServableSpec
+        var metadata: ServableMetadata
+        var pool: String
+        var parameters: [UInt8]
+        var items: [QueuedItem] = []
+        var enqueuedAt: [UInt64: Date] = [:]
+    }
+
+    struct InFlight {
+        var key: String
+        var items: [QueuedItem]
+        var sentAt: Date
+    }
+
+    public struct Session: Sendable {
+        public var id: Int
+        public var hello: PilotHello
+        public var connectedAt: Date
+        public var slots: Int
+        public var loaded: Set<String> = []
+        public var loading: Set<String> = []
+        public var draining = false
+        public var idleSince: Date
+        public var lastHeard: Date
+        public var status: JSONValue = [:]
+        var inFlight: [UInt64: InFlight] = [:]
+        let outbound: AsyncStream<PilotFrame>.Continuation
+
+        public var busy: Int { inFlight.count }
+    }
+
+    let store: TaskStore
+    let waiters: TaskWaiters
+    let logger: Logger
+    var queues: [String: Queue] = [:]
+    var sessions: [Int: Session] = [:]
+    var failedLoads: [String: [Int: String]] = [:]
+    var nextBatchID: UInt64 = 1
+    var nextSessionID = 1
+    /// Attempts after which an item whose pilots keep vanishing is failed.
+    let maxAttempts = 3
+
+    let itemsDispatched = Counter(label: "dlhub_items_dispatched_total")
+    let batchesDispatched = Counter(label: "dlhub_batches_dispatched_total")
+    let itemsRequeued = Counter(label: "dlhub_items_requeued_total")
+    let queuedGauge = Gauge(label: "dlhub_items_queued")
+
+    public init(store: TaskStore, waiters: TaskWaiters, logger: Logger) {
+        self.store = store
+        self.waiters = waiters
+        self.logger = logger
+    }
+
+    // MARK: Work in
+
+    /// Queues accepted items for a servable version on a pool.
+    func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem]) {
+        if queues[key] == nil {
+            queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters)
+        }
+        let now = Date()
+        for item in items { queues[key]!.enqueuedAt[item.id] = now }
+        queues[key]!.items += items
+        updateGauge()
+        pump()
+    }
+
+    // MARK: Pilots
+
+    /// Registers a connected pilot; frames for it go to `outbound`.
+    public func attach(hello: PilotHello, outbound: AsyncStream<PilotFrame>.Continuation) -> Int {
+        let id = nextSessionID
+        nextSessionID += 1
+        let now = Date()
+        sessions[id] = Session(
+            id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), idleSince: now, lastHeard: now, outbound: outbound)
+        outbound.yield(.welcome(["session": .int(Int64(id)), "pool": .string(hello.pool)]))
+        logger.info(
+            "pilot connected",
+            metadata: [
+                "slurm.job_id": "\(hello.jobID)", "pilot.node": "\(hello.node)", "pilot.pool": "\(hello.pool)",
+                "pilot.slots": "\(hello.slots)",
+            ])
+        pump()
+        return id
+    }
+
+    /// A pilot's connection ended: what it held goes back to the queue (or fails after retries).
+    public func detach(_ sessionID: Int, reason: String) async {
+        guard let session = sessions.removeValue(forKey: sessionID) else { return }
+        session.outbound.finish()
+        for (k, v) in failedLoads { failedLoads[k] = v.filter { $0.key != sessionID } }
+        let held = session.inFlight
+        if !held.isEmpty {
+            logger.warning(
+                "pilot lost with work in flight; re-queueing",
+                metadata: ["slurm.job_id": "\(session.hello.jobID)", "reason": "\(reason)", "batches": "\(held.count)"])
+            await requeue(Array(held.values), lostJob: session.hello.jobID, node: session.hello.node)
+        } else {
+            logger.info("pilot disconnected", metadata: ["slurm.job_id": "\(session.hello.jobID)", "reason": "\(reason)"])
+        }
+        pump()
+    }
+
+    /// Drops every session of a Slurm job the manager found ended or gone.
+    public func jobEnded(_ jobID: UInt32, reason: String) async {
+        for (id, s) in sessions where s.hello.jobID == jobID { await detach(id, reason: reason) }
+    }
+
+    /// Asks a job's pilots to stop taking work and leave.
+    public func drain(jobID: UInt32, reason: String) {
+        for (id, s) in sessions where s.hello.jobID == jobID && !s.draining {
+            sessions[id]!.draining = true
+            s.outbound.yield(.drain(reason: reason))
+            logger.info("draining pilot", metadata: ["slurm.job_id": "\(jobID)", "reason": "\(reason)"])
+        }
+    }
+
+    public func received(_ frame: PilotFrame, from sessionID: Int) async {
+        guard sessions[sessionID] != nil else { return }
+        sessions[sessionID]!.lastHeard = Date()
+        switch frame {
+        case .results(let results):
+            await complete(results, from: sessionID)
+        case .loaded(let key, let error):
+            sessions[sessionID]!.loading.remove(key)
+            if let error {
+                failedLoads[key, default: [:]][sessionID] = error
+                await failUnloadable(key, error: error, jobID: sessions[sessionID]!.hello.jobID)
+            } else {
+                sessions[sessionID]!.loaded.insert(key)
+            }
+        case .unload(let key):
+            sessions[sessionID]!.loaded.remove(key)
+        case .heartbeat(let status):
+            sessions[sessionID]!.status = status
+        case .credit(let slots):
+            sessions[sessionID]!.slots = max(0, slots)
+            if slots == 0 { sessions[sessionID]!.draining = true }
+        case .bye(let reason, let returned):
+            let session = sessions[sessionID]!
+            let back = returned.compactMap { sessions[sessionID]!.inFlight.removeValue(forKey: $0) }
+            if !back.isEmpty {
+                // Handed back unstarted: not a failed attempt.
+                for b in back { queues[b.key]?.items.insert(contentsOf: b.items, at: 0) }
+                itemsRequeued.increment(by: back.reduce(0) { $0 + $1.items.count })
+            }
+            logger.info(
+                "pilot said bye",
+                metadata: ["slurm.job_id": "\(session.hello.jobID)", "reason": "\(reason)", "returned.batches": "\(back.count)"])
+            await detach(sessionID, reason: "bye: \(reason)")
+        case .hello, .welcome, .load, .batch, .drain:
+            logger.warning("unexpected frame from pilot", metadata: ["session": "\(sessionID)"])
+        }
+        pump()
+    }
+
+    func complete(_ results: BatchResults, from sessionID: Int) async {
+        guard let batch = sessions[sessionID]?.inFlight.removeValue(forKey: results.batchID) else {
+            logger.debug("ignoring results for a batch this pilot does not hold", metadata: ["batch": "\(results.batchID)"])
+            return
+        }
+        if sessions[sessionID]!.inFlight.isEmpty { sessions[sessionID]!.idleSince = Date() }
+        let expected = Set(batch.items.map(\.id))
+        var answered = results.items.filter { expected.contains($0.id) }
+        let missing = expected.subtracting(answered.map(\.id))
+        answered += missing.map { ItemResult(id: $0, outcome: .error("the pilot returned no result for this item")) }
+        await record(answered)
+    }
+
+    func record(_ results: [ItemResult]) async {
+        do {
+            let finished = try await store.complete(results)
+            await waiters.finished(finished)
+        } catch {
+            logger.error("cannot record results", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func requeue(_ batches: [InFlight], lostJob: UInt32, node: String) async {
+        let ids = batches.flatMap { $0.items.map(\.id) }
+        let attempts = (try? await store.countAttempt(ids)) ?? [:]
+        var failed: [ItemResult] = []
+        for b in batches {
+            var again: [QueuedItem] = []
+            for item in b.items {
+                if (attempts[item.id] ?? 0) >= maxAttempts {
+                    failed.append(
+                        ItemResult(
+                            id: item.id,
+                            outcome: .error(
+                                "the item was running on \(maxAttempts) pilot jobs that were lost (last: job \(lostJob) on \(node)); it may crash the node or the pilot"
+                            )))
+                } else {
+                    again.append(item)
+                }
+            }
+            queues[b.key]?.items.insert(contentsOf: again, at: 0)
+            itemsRequeued.increment(by: again.count)
+        }
+        if !failed.isEmpty { await record(failed) }
+    }
+
+    /// A servable no pilot can load fails its queued items with the loader's message.
+    func failUnloadable(_ key: String, error: String, jobID: UInt32) async {
+        let elsewhere = sessions.values.contains { $0.loaded.contains(key) || $0.loading.contains(key) }
+        guard !elsewhere, var q = queues[key] else { return }
+        let items = q.items
+        q.items.removeAll()
+        queues[key] = q
+        logger.warning("servable failed to load; failing its queued items", metadata: ["servable.key": "\(key)", "error": "\(error)"])
+        await record(
+            items.map { ItemResult(id: $0.id, outcome: .error("the servable could not be loaded on pilot job \(jobID): \(error)")) })
+        updateGauge()
+    }
+
+    // MARK: Matching work to pilots
+
+    func pump() {
+        var startedTasks = Set<String>()
+        for key in queues.keys {
+            guard var q = queues[key], !q.items.isEmpty else { continue }
+            let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
+            let ready = candidates.filter { $0.loaded.contains(key) && $0.slots > $0.busy }
+            let loading = candidates.contains { $0.loading.contains(key) }
+            var free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
+            var order = ready.sorted { ($0.slots - $0.busy) > ($1.slots - $1.busy) }.map(\.id)
+            while !q.items.isEmpty, free > 0, let sid = order.first {
+                let n = min(q.metadata.batching.maxBatchSize, max(1, (q.items.count + free - 1) / free))
+                let items = Array(q.items.prefix(n))
+                q.items.removeFirst(items.count)
+                let batchID = nextBatchID
+                nextBatchID += 1
+                sessions[sid]!.inFlight[batchID] = InFlight(key: key, items: items, sentAt: Date())
+                sessions[sid]!.outbound.yield(
+                    .batch(
+                        Batch(
+                            id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
+                            items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
+                for item in items {
+                    startedTasks.insert(item.taskID)
+                    q.enqueuedAt.removeValue(forKey: item.id)
+                }
+                itemsDispatched.increment(by: items.count)
+                batchesDispatched.increment()
+                free -= 1
+                if sessions[sid]!.slots <= sessions[sid]!.busy { order.removeFirst() } else { order.append(order.removeFirst()) }
+            }
+            queues[key] = q
+            // More work than the loaded pilots take: have one more pilot load the servable.
+            if !q.items.isEmpty, !loading, let next = candidates.first(where: { !$0.loaded.contains(key) && $0.slots > $0.busy }) {
+                sessions[next.id]!.loading.insert(key)
+                next.outbound.yield(.load(q.spec))
+            }
+        }
+        updateGauge()
+        if !startedTasks.isEmpty {
+            let store = self.store
+            Task { await store.markStarted(startedTasks) }
+        }
+    }
+
+    func updateGauge() {
+        queuedGauge.record(queues.values.reduce(0) { $0 + $1.items.count })
+    }
+
+    // MARK: Observation for the pilot manager and the API
+
+    public struct PoolLoad: Sendable {
+        public var queuedItems: Int
+        public var sessions: [Session]
+        /// Oldest queued item's wait, for "is anyone waiting" questions.
+        public var oldestWait: TimeInterval
+    }
+
+    public func load(pool: String) -> PoolLoad {
+        let qs = queues.values.filter { $0.pool == pool }
+        let now = Date()
+        let oldest = qs.flatMap { $0.enqueuedAt.values }.min().map { now.timeIntervalSince($0) } ?? 0
+        return PoolLoad(
+            queuedItems: qs.reduce(0) { $0 + $1.items.count }, sessions: sessions.values.filter { $0.hello.pool == pool },
+            oldestWait: oldest)
+    }
+
+    public func allSessions() -> [Session] { Array(sessions.values) }
+
+    /// Pilots that stopped heartbeating (a hung node): treated as lost.
+    public func reapSilentSessions(olderThan seconds: TimeInterval) async {
+        let now = Date()
+        for (id, s) in sessions where now.timeIntervalSince(s.lastHeard) > seconds {
+            await detach(id, reason: "no heartbeat for \(Int(now.timeIntervalSince(s.lastHeard))) s")
+        }
+    }
+}

@@ -1,0 +1,289 @@
+import DLHubCore
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Submits, watches and releases pilot jobs through libslurm, pool by pool.
+///
+/// Each tick it reads the state of every pilot job it submitted (never by parsing `squeue`),
+/// hands lost ones to the dispatcher for re-queueing, and carries out what `PoolPolicy` decides.
+/// Submission failures back off; a pool that keeps failing is paused with a visible reason.
+public actor PilotManager {
+    struct TrackedJob {
+        var id: UInt32
+        var pool: String
+        var submittedAt: Date
+        var reason: String
+        var info: JobInfo?
+        var replaced = false
+        var drainRequested = false
+        var endedAt: Date?
+    }
+
+    struct PoolState {
+        var failures = 0
+        var nextAttempt = Date.distantPast
+        var paused: String?
+        var lastError: String?
+        var submitted = 0
+    }
+
+    public struct Settings: Sendable {
+        public var pools: [PoolConfiguration]
+        public var script: PilotScript
+        public var pilotExecutable: String
+        public var workerScript: String
+        public var python: String
+        public var logDirectory: String
+        public var environment: [String]
+
+        public init(
+            pools: [PoolConfiguration], script: PilotScript, pilotExecutable: String, workerScript: String, python: String,
+            logDirectory: String, environment: [String]
+        ) {
+            self.pools = pools
+            self.script = script
+            self.pilotExecutable = pilotExecutable
+            self.workerScript = workerScript
+            self.python = python
+            self.logDirectory = logDirectory
+            self.environment = environment
+        }
+    }
+
+    let settings: Settings
+    let slurm: any SlurmScheduler
+    let dispatcher: Dispatcher
+    let logger: Logger
+    var serviceAddress: String = ""
+    var jobs: [UInt32: TrackedJob] = [:]
+    var poolStates: [String: PoolState] = [:]
+    let submissions = Counter(label: "dlhub_pilot_submissions_total")
+    let submissionFailures = Counter(label: "dlhub_pilot_submission_failures_total")
+
+    /// Consecutive submission failures after which a pool is paused.
+    static let pauseAfter = 5
+
+    public init(settings: Settings, slurm: any SlurmScheduler, dispatcher: Dispatcher, logger: Logger) {
+        self.settings = settings
+        self.slurm = slurm
+        self.dispatcher = dispatcher
+        self.logger = logger
+    }
+
+    public func setServiceAddress(_ address: String) { serviceAddress = address }
+
+    public func isOurJob(_ id: UInt32) -> Bool { jobs[id].map { $0.endedAt == nil } ?? false }
+
+    /// How many pilot jobs this service has submitted to a pool.
+    public func submittedCount(pool: String) -> Int { poolStates[pool]?.submitted ?? 0 }
+
+    /// One round: observe every job, then act on every pool.
+    public func tick(now: Date = Date()) async {
+        for (id, job) in jobs where job.endedAt == nil {
+            do {
+                if let info = try await slurm.job(id) {
+                    jobs[id]?.info = info
+                    if info.state.isFinished {
+                        jobs[id]?.endedAt = now
+                        await dispatcher.jobEnded(
+                            id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
+                        logger.info(
+                            "pilot job ended",
+                            metadata: ["slurm.job_id": "\(id)", "slurm.state": "\(info.state.rawValue)", "slurm.reason": "\(info.reason)"])
+                    }
+                } else {
+                    jobs[id]?.endedAt = now
+                    jobs[id]?.reason = "vanished from the controller"
+                    await dispatcher.jobEnded(id, reason: "job vanished from the controller")
+                    logger.warning("pilot job vanished from the controller", metadata: ["slurm.job_id": "\(id)"])
+                }
+            } catch {
+                logger.warning("cannot read pilot job state", metadata: ["slurm.job_id": "\(id)", "error": "\(error)"])
+            }
+        }
+        // Forget jobs that ended a while ago.
+        jobs = jobs.filter { $0.value.endedAt.map { now.timeIntervalSince($0) < 120 } ?? true }
+        await dispatcher.reapSilentSessions(olderThan: 60)
+
+        for pool in settings.pools {
+            let load = await dispatcher.load(pool: pool.name)
+            let sessionsByJob = Dictionary(grouping: load.sessions, by: { $0.hello.jobID })
+            var pilots: [PoolPolicy.Pilot] = []
+            for job in jobs.values where job.pool == pool.name && job.endedAt == nil {
+                let sessions = sessionsByJob[job.id] ?? []
+                let idleSince = sessions.map(\.idleSince).max() ?? job.submittedAt
+                pilots.append(
+                    PoolPolicy.Pilot(
+                        jobID: job.id, state: job.info?.state ?? .pending,
+                        endTime: job.info?.state == .running ? job.info?.endTime ?? 0 : 0,
+                        connected: !sessions.isEmpty, draining: job.drainRequested || sessions.contains { $0.draining },
+                        busy: sessions.reduce(0) { $0 + $1.busy }, slots: max(1, sessions.reduce(0) { $0 + $1.slots }),
+                        idleSince: Int64(idleSince.timeIntervalSince1970), replaced: job.replaced))
+            }
+            var state = poolStates[pool.name] ?? PoolState()
+            let retryDue = state.nextAttempt <= now
+            let snapshot = PoolPolicy.Snapshot(
+                now: Int64(now.timeIntervalSince1970), pilots: pilots, queuedItems: load.queuedItems, paused: !retryDue)
+            for action in PoolPolicy.actions(pool: pool, snapshot: snapshot) {
+                switch action {
+                case .submit(let reason):
+                    await submit(pool, reason: reason, state: &state, now: now)
+                case .submitReplacement(let old):
+                    if await submit(pool, reason: "replacing job \(old) before its walltime ends", state: &state, now: now) {
+                        jobs[old]?.replaced = true
+                    }
+                case .drain(let id, let reason):
+                    jobs[id]?.drainRequested = true
+                    await dispatcher.drain(jobID: id, reason: reason)
+                    if !(sessionsByJob[id]?.isEmpty ?? true) { continue }
+                    // Not connected (still pending, or never came up): nothing to drain, so cancel.
+                    try? await slurm.cancel(id)
+                }
+            }
+            poolStates[pool.name] = state
+        }
+    }
+
+    @discardableResult
+    func submit(_ pool: PoolConfiguration, reason: String, state: inout PoolState, now: Date) async -> Bool {
+        guard !serviceAddress.isEmpty else { return false }
+        let signalSeconds = Int(PoolPolicy.drainLead(walltimeMinutes: pool.walltimeMinutes))
+        var job = JobSubmission(
+            name: "dlhub-pilot-\(pool.name)",
+            script: settings.script.render(
+                .init(
+                    pool: pool, service: serviceAddress, pilot: settings.pilotExecutable, python: settings.python,
+                    workerScript: settings.workerScript, signalSeconds: signalSeconds)),
+            workDir: settings.logDirectory)
+        job.partition = pool.partition
+        job.account = pool.account
+        job.qos = pool.qos
+        job.constraint = pool.constraint
+        job.gres = pool.gres
+        job.nodes = pool.nodes
+        job.cpusPerTask = pool.coresPerNode
+        job.timeLimitMinutes = pool.walltimeMinutes
+        job.outputPath = settings.logDirectory + "/pilot-%j.out"
+        job.environment = settings.environment + ["DLHUB_POOL=\(pool.name)"]
+        job.warningSignal = (signal: SIGUSR1, secondsBefore: signalSeconds)
+        do {
+            let id = try await slurm.submit(job)
+            jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason)
+            state.failures = 0
+            state.paused = nil
+            state.lastError = nil
+            state.nextAttempt = .distantPast
+            state.submitted += 1
+            submissions.increment()
+            logger.info("pilot job submitted", metadata: ["slurm.job_id": "\(id)", "pilot.pool": "\(pool.name)", "reason": "\(reason)"])
+            return true
+        } catch {
+            submissionFailures.increment()
+            state.failures += 1
+            state.lastError = error.message
+            let backoff = min(300, pow(2, Double(state.failures)))
+            state.nextAttempt = now.addingTimeInterval(backoff)
+            if state.failures >= Self.pauseAfter {
+                state.paused =
+                    "pilot submission failed \(state.failures) times in a row (\(error.message)); retrying every \(Int(backoff)) s. Check the pool's partition, account and qos."
+            }
+            logger.error(
+                "pilot submission failed",
+                metadata: ["pilot.pool": "\(pool.name)", "error": "\(error.message)", "retry_in_s": "\(Int(backoff))"])
+            return false
+        }
+    }
+
+    /// What `GET /v1/pilots` shows.
+    public func report(now: Date = Date()) async -> JSONValue {
+        let sessions = await dispatcher.allSessions()
+        var pools: [JSONValue] = []
+        for pool in settings.pools {
+            let load = await dispatcher.load(pool: pool.name)
+            let state = poolStates[pool.name] ?? PoolState()
+            var pilots: [JSONValue] = []
+            for job in jobs.values.filter({ $0.pool == pool.name }).sorted(by: { $0.id < $1.id }) {
+                let s = sessions.filter { $0.hello.jobID == job.id }
+                var entry: [String: JSONValue] = [
+                    "job_id": .int(Int64(job.id)), "state": .string(job.info?.state.rawValue ?? "PENDING"),
+                    "reason": .string(job.info?.reason ?? job.reason), "nodes": .string(job.info?.nodes ?? ""),
+                    "connected": .bool(!s.isEmpty), "draining": .bool(job.drainRequested || s.contains { $0.draining }),
+                    "resident": .array(Array(Set(s.flatMap(\.loaded))).sorted().map { .string($0) }),
+                    "running_batches": .int(Int64(s.reduce(0) { $0 + $1.busy })),
+                    "submitted": .double(job.submittedAt.timeIntervalSince1970), "why": .string(job.reason),
+                ]
+                if let info = job.info, info.state == .running, info.endTime > 0 {
+                    entry["walltime_left_s"] = .int(max(0, info.endTime - Int64(now.timeIntervalSince1970)))
+                }
+                pilots.append(.object(entry))
+            }
+            pools.append([
+                "pool": .string(pool.name), "partition": .string(pool.partition ?? "(default)"),
+                "min": .int(Int64(pool.minPilots)), "max": .int(Int64(pool.maxPilots)),
+                "queued_items": .int(Int64(load.queuedItems)), "submitted_total": .int(Int64(state.submitted)),
+                "paused": state.paused.map { .string($0) } ?? .null, "last_error": state.lastError.map { .string($0) } ?? .null,
+                "pilots": .array(pilots),
+            ])
+        }
+        return ["pools": .array(pools)]
+    }
+
+    /// For a queued task: the pilot job it is waiting for, as `dlhub run` shows it.
+    public func waiting(pool: String, now: Date = Date()) -> JSONValue? {
+        let candidates = jobs.values.filter { $0.pool == pool && $0.endedAt == nil }.sorted { $0.submittedAt < $1.submittedAt }
+        if let paused = poolStates[pool]?.paused { return ["pool": .string(pool), "paused": .string(paused)] }
+        guard let job = candidates.first(where: { $0.info?.state != .running }) ?? candidates.first else {
+            return ["pool": .string(pool), "state": "SUBMITTING"]
+        }
+        return [
+            "pool": .string(pool), "job_id": .int(Int64(job.id)), "state": .string(job.info?.state.rawValue ?? "PENDING"),
+            "reason": .string(job.info?.reason ?? "submitted"), "waited_s": .double(now.timeIntervalSince(job.submittedAt)),
+        ]
+    }
+}
+
+/// Runs the pilot manager's ticks until shutdown; on shutdown, drains and cancels its pilots.
+public struct PilotManagerService: Service {
+    let manager: PilotManager
+    let tasks: TaskStore
+    let retentionSeconds: Int
+    let interval: Duration
+    /// Where pilots connect, known once the pilot listener has bound its port.
+    let address: @Sendable () async -> String
+
+    public init(
+        manager: PilotManager, tasks: TaskStore, retentionSeconds: Int, interval: Duration = .seconds(1),
+        address: @escaping @Sendable () async -> String
+    ) {
+        self.manager = manager
+        self.tasks = tasks
+        self.retentionSeconds = retentionSeconds
+        self.interval = interval
+        self.address = address
+    }
+
+    public func run() async throws {
+        await manager.setServiceAddress(await address())
+        var lastPurge = Date.distantPast
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await manager.tick()
+            if Date().timeIntervalSince(lastPurge) > 60 {
+                lastPurge = Date()
+                _ = try? await tasks.purge(finishedBefore: Date().timeIntervalSince1970 - Double(retentionSeconds))
+            }
+            try? await Task.sleep(for: interval)
+        }
+        await manager.shutdown()
+    }
+}
+
+extension PilotManager {
+    /// Cancels every pilot job still alive: pilots exit when the service goes anyway.
+    func shutdown() async {
+        for (id, job) in jobs where job.endedAt == nil {
+            try? await slurm.cancel(id)
+        }
+    }
+}

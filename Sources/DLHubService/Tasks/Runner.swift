@@ -1,0 +1,134 @@
+import DLHubCore
+import Foundation
+import Logging
+
+/// Turns run requests into durable tasks and queued items, and restores unfinished ones at start.
+public final class Runner: Sendable {
+    let catalog: ServableCatalog
+    let store: TaskStore
+    let dispatcher: Dispatcher
+    let waiters: TaskWaiters
+    let pools: [PoolConfiguration]
+    let logger: Logger
+
+    public init(
+        catalog: ServableCatalog, store: TaskStore, dispatcher: Dispatcher, waiters: TaskWaiters, pools: [PoolConfiguration], logger: Logger
+    ) {
+        self.catalog = catalog
+        self.store = store
+        self.dispatcher = dispatcher
+        self.waiters = waiters
+        self.pools = pools
+        self.logger = logger
+    }
+
+    /// Largest number of inputs one request may carry.
+    public static let maxInputs = 100_000
+
+    public struct Accepted: Sendable {
+        public var taskID: String
+        public var pool: String
+    }
+
+    /// Validates a run request against the servable's declared input type and queues it.
+    public func accept(_ reference: ServableReference, body: [UInt8], caller: Caller) async throws(DLHubError) -> Accepted {
+        let record = try await catalog.resolve(reference, caller: caller)
+        if let w = record.withdrawal {
+            throw DLHubError(
+                .withdrawn,
+                "\(record.id)@\(record.version) was withdrawn on \(w.at)\(w.reason.isEmpty ? "" : " (\(w.reason))"); run another version (`dlhub describe \(record.id)` lists them)"
+            )
+        }
+        let request: JSONValue
+        do { request = try JSONValue.parse(body) } catch {
+            throw DLHubError(.badRequest, "the request body is not valid JSON (\(error)); send {\"input\": ...} or {\"inputs\": [...]}")
+        }
+        guard request.objectValue != nil else {
+            throw DLHubError(.badRequest, "the request body must be a JSON object: {\"input\": ...} or {\"inputs\": [...]}")
+        }
+        let single: Bool
+        let inputs: [JSONValue]
+        switch (request["input"], request["inputs"]) {
+        case (let x?, nil):
+            single = true
+            inputs = [x]
+        case (nil, let xs?):
+            guard let list = xs.arrayValue, !list.isEmpty else { throw DLHubError(.badRequest, "\"inputs\" must be a non-empty list") }
+            guard list.count <= Self.maxInputs else {
+                throw DLHubError(.tooLarge, "\(list.count) inputs in one request; send at most \(Self.maxInputs)")
+            }
+            single = false
+            inputs = list
+        case (nil, nil): throw DLHubError(.badRequest, "the request has neither \"input\" nor \"inputs\"")
+        default: throw DLHubError(.badRequest, "send either \"input\" or \"inputs\", not both")
+        }
+        let metadata = record.metadata
+        for (i, x) in inputs.enumerated() {
+            if let problem = metadata.input.check(x, at: single ? "input" : "inputs[\(i)]") {
+                throw DLHubError(.invalidInput, "\(problem); \(record.id) takes \(metadata.input)")
+            }
+        }
+        let parameters = request["parameters"] ?? .object([:])
+        guard parameters.objectValue != nil else { throw DLHubError(.badRequest, "\"parameters\" must be an object of keyword arguments") }
+        let pool: PoolConfiguration
+        switch Placement.pool(for: metadata.resources, in: pools) {
+        case .success(let p): pool = p
+        case .failure(let e): throw e
+        }
+        let parameterBytes = parameters.encoded()
+        let taskID = UUID().uuidString.lowercased()
+        let itemIDs = try await store.accept(
+            .init(
+                id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
+                single: single,
+                parameters: parameterBytes, inputs: inputs.map { $0.encoded() }))
+        let items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, payload: $1.encoded()) }
+        await dispatcher.enqueue(
+            key: Self.queueKey(digest: record.digest, parameters: parameters), spec: spec(record, parameters), metadata: metadata,
+            pool: pool.name, parameters: parameterBytes, items: items)
+        return Accepted(taskID: taskID, pool: pool.name)
+    }
+
+    func spec(_ record: RegistryRecord, _ parameters: JSONValue) -> ServableSpec {
+        ServableSpec(
+            key: Self.queueKey(digest: record.digest, parameters: parameters), digest: record.digest, directory: record.directory,
+            metadata: record.metadata.document)
+    }
+
+    /// Items with different parameters never share a batch.
+    static func queueKey(digest: String, parameters: JSONValue) -> String {
+        if parameters.objectValue?.isEmpty ?? true { return digest }
+        return digest + "+" + ContentDigest.sha256Hex(parameters.encoded()).prefix(12)
+    }
+
+    /// Queues again everything accepted before a restart and not yet answered.
+    public func restore() async throws(DLHubError) {
+        let pending = try await store.unfinished()
+        guard !pending.isEmpty else { return }
+        var failed: [ItemResult] = []
+        var groups: [String: [TaskStore.PendingItem]] = [:]
+        for item in pending { groups[item.digest + "\u{0}" + String(decoding: item.parameters, as: UTF8.self), default: []].append(item) }
+        for items in groups.values {
+            let first = items[0]
+            let parameters = (try? JSONValue.parse(first.parameters)) ?? .object([:])
+            guard let entry = try await catalog.index.entry(digest: first.digest),
+                let record = try catalog.registry.record(owner: entry.owner, name: entry.name, version: entry.version),
+                record.withdrawal == nil,
+                case .success(let pool) = Placement.pool(for: record.metadata.resources, in: pools)
+            else {
+                failed += items.map {
+                    ItemResult(
+                        id: $0.itemID,
+                        outcome: .error("\(first.servable) is no longer available (withdrawn or removed) after the service restarted"))
+                }
+                continue
+            }
+            await dispatcher.enqueue(
+                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters), metadata: record.metadata,
+                pool: pool.name, parameters: first.parameters,
+                items: items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, payload: $0.input) })
+        }
+        if !failed.isEmpty { await waiters.finished(try await store.complete(failed)) }
+        logger.info("re-queued tasks accepted before the restart", metadata: ["items": "\(pending.count)"])
+    }
+}

@@ -1,0 +1,231 @@
+import DLHubCore
+import Foundation
+import GRDB
+
+/// Durable tasks: every accepted run request is written here (SQLite, WAL, in the state
+/// directory) before the client hears "accepted", so it survives a `dlhubd` crash and is
+/// completed after the restart. An item's result is stored once: a second answer for the same
+/// item (from a pilot presumed lost) is ignored, so nothing is answered twice.
+public final class TaskStore: Sendable {
+    let db: DatabasePool
+
+    public init(path: String) throws(DLHubError) {
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            db = try DatabasePool(path: path, configuration: config)
+            try db.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE IF NOT EXISTS tasks (
+                            id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
+                            single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
+                            remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
+                            created REAL NOT NULL, started REAL, finished REAL);
+                        CREATE TABLE IF NOT EXISTS items (
+                            id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
+                            input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
+                            attempts INTEGER NOT NULL DEFAULT 0);
+                        CREATE INDEX IF NOT EXISTS items_by_task ON items(task_id, idx);
+                        CREATE INDEX IF NOT EXISTS items_queued ON items(state) WHERE state = 0;
+                        CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(finished);
+                        """)
+            }
+        } catch {
+            throw DLHubError(.internal, "cannot open the task store at \(path): \(error)", cause: error)
+        }
+    }
+
+    public struct NewTask: Sendable {
+        public var id: String
+        public var owner: String
+        public var servable: String
+        public var digest: String
+        public var pool: String
+        public var single: Bool
+        public var parameters: [UInt8]
+        public var inputs: [[UInt8]]
+    }
+
+    /// Writes a task and its items in one transaction; returns the item ids in input order.
+    public func accept(_ task: NewTask) async throws(DLHubError) -> [UInt64] {
+        try await write { db in
+            try db.execute(
+                sql:
+                    "INSERT INTO tasks (id, owner, servable, digest, pool, single, parameters, item_count, remaining, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    task.id, task.owner, task.servable, task.digest, task.pool, task.single, Data(task.parameters), task.inputs.count,
+                    task.inputs.count, Date().timeIntervalSince1970,
+                ])
+            var ids: [UInt64] = []
+            let statement = try db.makeStatement(sql: "INSERT INTO items (task_id, idx, input) VALUES (?, ?, ?)")
+            for (i, input) in task.inputs.enumerated() {
+                try statement.execute(arguments: [task.id, i, Data(input)])
+                ids.append(UInt64(db.lastInsertedRowID))
+            }
+            return ids
+        }
+    }
+
+    /// Records outcomes; returns the ids of tasks this completed. Items already answered are skipped.
+    public func complete(_ results: [ItemResult]) async throws(DLHubError) -> [String] {
+        try await write { db in
+            var finished: [String] = []
+            let now = Date().timeIntervalSince1970
+            for r in results {
+                guard
+                    let taskID = try String.fetchOne(
+                        db, sql: "SELECT task_id FROM items WHERE id = ? AND state = 0", arguments: [Int64(bitPattern: r.id)])
+                else { continue }
+                switch r.outcome {
+                case .output(let bytes):
+                    try db.execute(
+                        sql: "UPDATE items SET state = 1, output = ? WHERE id = ?", arguments: [Data(bytes), Int64(bitPattern: r.id)])
+                    try db.execute(sql: "UPDATE tasks SET remaining = remaining - 1 WHERE id = ?", arguments: [taskID])
+                case .error(let message):
+                    try db.execute(
+                        sql: "UPDATE items SET state = 2, error = ? WHERE id = ?", arguments: [message, Int64(bitPattern: r.id)])
+                    try db.execute(sql: "UPDATE tasks SET remaining = remaining - 1, failed = failed + 1 WHERE id = ?", arguments: [taskID])
+                }
+                if try Int.fetchOne(db, sql: "SELECT remaining FROM tasks WHERE id = ?", arguments: [taskID]) == 0 {
+                    try db.execute(sql: "UPDATE tasks SET finished = ? WHERE id = ?", arguments: [now, taskID])
+                    finished.append(taskID)
+                }
+            }
+            return finished
+        }
+    }
+
+    public func markStarted(_ taskIDs: Set<String>) async {
+        guard !taskIDs.isEmpty else { return }
+        let ids = Array(taskIDs)
+        try? await db.write { db in
+            let now = Date().timeIntervalSince1970
+            for id in ids { try db.execute(sql: "UPDATE tasks SET started = ? WHERE id = ? AND started IS NULL", arguments: [now, id]) }
+        }
+    }
+
+    /// Counts an attempt on items whose pilot was lost; returns their attempt counts.
+    public func countAttempt(_ itemIDs: [UInt64]) async throws(DLHubError) -> [UInt64: Int] {
+        try await write { db in
+            var out: [UInt64: Int] = [:]
+            for id in itemIDs {
+                try db.execute(sql: "UPDATE items SET attempts = attempts + 1 WHERE id = ?", arguments: [Int64(bitPattern: id)])
+                out[id] = try Int.fetchOne(db, sql: "SELECT attempts FROM items WHERE id = ?", arguments: [Int64(bitPattern: id)]) ?? 0
+            }
+            return out
+        }
+    }
+
+    /// Everything accepted but not answered, oldest first: what a restart must queue again.
+    public func unfinished() async throws(DLHubError) -> [PendingItem] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT i.id, i.task_id, i.input, t.servable, t.digest, t.parameters FROM items i JOIN tasks t ON t.id = i.task_id
+                    WHERE i.state = 0 ORDER BY i.id
+                    """
+            ).map { row in
+                PendingItem(
+                    itemID: UInt64(bitPattern: row["id"]), taskID: row["task_id"], input: Array(row["input"] as Data),
+                    servable: row["servable"], digest: row["digest"], parameters: Array(row["parameters"] as Data))
+            }
+        }
+    }
+
+    public struct PendingItem: Sendable {
+        public var itemID: UInt64
+        public var taskID: String
+        public var input: [UInt8]
+        public var servable: String
+        public var digest: String
+        public var parameters: [UInt8]
+    }
+
+    public func task(_ id: String) async throws(DLHubError) -> TaskRecord? {
+        try await read { db in
+            guard let t = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
+            let items = try Row.fetchAll(db, sql: "SELECT state, output, error FROM items WHERE task_id = ? ORDER BY idx", arguments: [id])
+                .map { row in
+                    TaskRecord.Item(state: row["state"], output: (row["output"] as Data?).map { Array($0) }, error: row["error"])
+                }
+            return TaskRecord(
+                id: t["id"], owner: t["owner"], servable: t["servable"], digest: t["digest"], pool: t["pool"], single: t["single"],
+                itemCount: t["item_count"], remaining: t["remaining"], failed: t["failed"], created: t["created"],
+                started: t["started"], finished: t["finished"], items: items)
+        }
+    }
+
+    /// Deletes finished tasks older than `seconds`.
+    public func purge(finishedBefore cutoff: Double) async throws(DLHubError) -> Int {
+        try await write { db in
+            try db.execute(
+                sql: "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE finished IS NOT NULL AND finished < ?)",
+                arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?", arguments: [cutoff])
+            return db.changesCount
+        }
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(DLHubError) -> T {
+        do { return try await db.write(body) } catch {
+            throw DLHubError(.internal, "task store write failed: \(error)", cause: error)
+        }
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(DLHubError) -> T {
+        do { return try await db.read(body) } catch {
+            throw DLHubError(.internal, "task store read failed: \(error)", cause: error)
+        }
+    }
+}
+
+/// A task as stored: its items' outcomes in input order.
+public struct TaskRecord: Sendable {
+    public var id: String
+    public var owner: String
+    public var servable: String
+    public var digest: String
+    public var pool: String
+    public var single: Bool
+    public var itemCount: Int
+    public var remaining: Int
+    public var failed: Int
+    public var created: Double
+    public var started: Double?
+    public var finished: Double?
+    public var items: [Item]
+
+    public struct Item: Sendable {
+        /// 0 queued, 1 done, 2 failed.
+        public var state: Int
+        public var output: [UInt8]?
+        public var error: String?
+    }
+
+    public var status: String {
+        if finished != nil { return failed == 0 ? "completed" : (failed == itemCount ? "failed" : "completed_with_errors") }
+        return started == nil ? "queued" : "running"
+    }
+
+    /// The API document: `output` (or `error`) for a single input, `outputs` and `errors` for many.
+    public func json(extra: [String: JSONValue] = [:]) -> JSONValue {
+        var out: [String: JSONValue] = [
+            "id": .string(id), "servable": .string(servable), "digest": .string(digest), "status": .string(status),
+            "created": .double(created), "items": .int(Int64(itemCount)), "remaining": .int(Int64(remaining)),
+        ]
+        if let finished { out["finished"] = .double(finished); out["seconds"] = .double(finished - created) }
+        if finished != nil {
+            func value(_ item: Item) -> JSONValue { item.output.flatMap { try? JSONValue.parse($0) } ?? .null }
+            if single, let item = items.first {
+                if item.state == 1 { out["output"] = value(item) } else { out["error"] = .string(item.error ?? "failed") }
+            } else {
+                out["outputs"] = .array(items.map { $0.state == 1 ? value($0) : .null })
+                if failed > 0 { out["errors"] = .array(items.map { $0.state == 2 ? .string($0.error ?? "failed") : .null }) }
+            }
+        }
+        for (k, v) in extra { out[k] = v }
+        return .object(out)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Lets a run request wait (up to `?wait=S`) for its task to finish.
+public actor TaskWaiters {
+    private var waiting: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+    private var recentlyFinished: [String: Date] = [:]
+
+    public init() {}
+
+    /// Returns true when the task finished within `seconds`.
+    public func wait(for id: String, seconds: Double) async -> Bool {
+        if recentlyFinished.removeValue(forKey: id) != nil { return true }
+        guard seconds > 0 else { return false }
+        let token = UUID()
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await self.suspend(id, token)
+                } onCancel: {
+                    Task { await self.cancel(id, token) }
+                }
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            await self.cancel(id, token)
+            return first || recentlyFinished.removeValue(forKey: id) != nil
+        }
+    }
+
+    private func suspend(_ id: String, _ token: UUID) async {
+        if recentlyFinished[id] != nil { return }
+        await withCheckedContinuation { continuation in
+            waiting[id, default: [:]][token] = continuation
+        }
+    }
+
+    private func cancel(_ id: String, _ token: UUID) {
+        if let c = waiting[id]?.removeValue(forKey: token) { c.resume() }
+        if waiting[id]?.isEmpty == true { waiting.removeValue(forKey: id) }
+    }
+
+    public func finished(_ ids: [String]) {
+        let now = Date()
+        for id in ids {
+            recentlyFinished[id] = now
+            waiting.removeValue(forKey: id)?.values.forEach { $0.resume() }
+        }
+        // Forget marks nobody collected.
+        if recentlyFinished.count > 10_000 {
+            recentlyFinished = recentlyFinished.filter { now.timeIntervalSince($0.value) < 60 }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import DLHubCluster
+import DLHubCore
+import DLHubPilot
+import Foundation
+import Logging
+
+/// `dlhub-pilot`: runs inside a Slurm pilot job (one per node, started by `srun`), keeps
+/// servable workers resident and runs the batches `dlhubd` hands it.
+@main
+struct PilotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlhub-pilot", abstract: "DLHub pilot: keeps models resident on a compute node and runs batches for dlhubd.")
+
+    @Option(help: "HOST:PORT of dlhubd's pilot listener.") var service: String
+    @Option(help: "The pool this pilot belongs to.") var pool: String = "default"
+    @Option(help: "Python interpreter for Python workers.") var python: String = "python3"
+    @Option(name: .customLong("worker-script"), help: "Path of dlhub_worker.py.") var workerScript: String
+    @Option(name: .customLong("max-workers"), help: "Workers resident at most.") var maxWorkers: Int = 8
+    @Option(help: "Cores to use (default: SLURM_CPUS_ON_NODE).") var cores: Int?
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let env = ProcessInfo.processInfo.environment
+        guard let colon = service.lastIndex(of: ":"), let port = Int(service[service.index(after: colon)...]) else {
+            throw ValidationError("--service must be HOST:PORT")
+        }
+        guard let jobText = env["SLURM_JOB_ID"], let jobID = UInt32(jobText) else {
+            throw ValidationError("SLURM_JOB_ID is not set: dlhub-pilot runs inside a Slurm job that dlhubd submitted")
+        }
+        var logger = Logger(label: "dlhub-pilot")
+        logger[metadataKey: "slurm.job_id"] = "\(jobID)"
+        let node = env["SLURMD_NODENAME"] ?? ProcessInfo.processInfo.hostName
+        let coreCount = cores ?? Int(env["SLURM_CPUS_ON_NODE"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
+        let memory = Int(env["SLURM_MEM_PER_NODE"] ?? "") ?? Int(ProcessInfo.processInfo.physicalMemory / 1_048_576)
+        let gpus = (env["CUDA_VISIBLE_DEVICES"] ?? "").split(separator: ",").count
+        // The walltime end, from the controller: the pilot drains before it.
+        let info = try? await LibSlurmClient(logger: logger).job(jobID)
+        let settings = PilotAgent.Settings(
+            python: python, workerScript: workerScript, cores: coreCount, memoryMB: memory, maxWorkers: maxWorkers)
+        let options = PilotClient.Options(
+            host: String(service[..<colon]), port: port, pool: pool, jobID: jobID, node: node, gpus: gpus,
+            walltimeEnd: info?.endTime ?? 0, settings: settings)
+
+        // SIGUSR1 is Slurm's walltime warning (--signal); SIGTERM comes with scancel and at the end.
+        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGUSR1, SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { continuation.yield(sig) }
+            source.resume()
+            sources.append(source)
+        }
+        logger.info("pilot starting", metadata: ["node": "\(node)", "cores": "\(coreCount)", "service": "\(service)"])
+        try await PilotClient(options: options, logger: logger).run(signals: signals)
+        _ = sources
+        logger.info("pilot done")
+    }
+}

@@ -1,0 +1,174 @@
+import ArgumentParser
+import DLHubCore
+import Foundation
+
+/// `dlhub run ID --input JSON`: run a servable and print its output.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a servable on the cluster and print its output as JSON.",
+        discussion: """
+            Examples:
+              dlhub run alice/iris --input '[[5.1, 3.5, 1.4, 0.2]]'
+              dlhub run alice/iris@2 --inputs records.json        (a JSON list: one run per element)
+              dlhub run alice/spectrum-summary --input '[1,2,3]' --param scale=2
+              dlhub run alice/iris --input '[[5.1,3.5,1.4,0.2]]' --async   (prints the task id)
+            While the request waits for a pilot job to start, the Slurm job and its state are shown on stderr.
+            """)
+
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "owner/name, owner/name@N or sha256:<digest>.") var id: String
+    @Option(help: "One input, as JSON.") var input: String?
+    @Option(help: "A file holding a JSON list of inputs (- for stdin); each is run separately.") var inputs: String?
+    @Option(name: .customLong("param"), help: "A keyword argument as key=value (value parsed as JSON when it can be).") var params:
+        [String] = []
+    @Flag(name: .customLong("async"), help: "Do not wait: print the task id.") var async = false
+    @Option(help: "Seconds to wait for the result before giving up (the task keeps running).") var wait: Double = 3600
+
+    func run() async throws {
+        try await CLIError.guarding {
+            let reference = try ServableReference(parsing: id)
+            var body: [String: JSONValue] = [:]
+            switch (input, inputs) {
+            case (let text?, nil): body["input"] = try Self.parseJSON(text, what: "--input")
+            case (nil, let path?):
+                let data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: path)
+                guard let data else { throw CLIError("cannot read \(path)") }
+                let list = try Self.parseJSON(String(decoding: data, as: UTF8.self), what: path)
+                guard list.arrayValue != nil else { throw CLIError("\(path) must hold a JSON list of inputs") }
+                body["inputs"] = list
+            case (nil, nil): throw CLIError("give --input JSON or --inputs FILE")
+            default: throw CLIError("give --input or --inputs, not both")
+            }
+            var parameters: [String: JSONValue] = [:]
+            for p in params {
+                guard let eq = p.firstIndex(of: "=") else { throw CLIError("--param takes key=value, not '\(p)'") }
+                let value = String(p[p.index(after: eq)...])
+                parameters[String(p[..<eq])] = (try? JSONValue.parse(value)) ?? .string(value)
+            }
+            if !parameters.isEmpty { body["parameters"] = .object(parameters) }
+            let client = try options.client()
+            let firstWait = async ? 0 : min(wait, 5)
+            var reply = try await client.request(
+                "POST", "/v1/servables/\(reference)/run?wait=\(firstWait)", body: JSONValue.object(body).encoded())
+            let taskID = reply.json["id"]?.stringValue ?? ""
+            if async {
+                if options.json { return Output.json(reply.json) }
+                print(taskID)
+                return
+            }
+            let started = Date()
+            var progress = Progress()
+            while reply.status == 202 {
+                progress.show(reply.json, since: started)
+                guard Date().timeIntervalSince(started) < wait else {
+                    progress.finish()
+                    throw CLIError("no result after \(Int(wait)) s; the task keeps running: dlhub status \(taskID)")
+                }
+                reply = try await client.request("GET", "/v1/tasks/\(taskID)?wait=5")
+            }
+            progress.finish()
+            try Self.printResult(reply.json, json: options.json)
+        }
+    }
+
+    static func parseJSON(_ text: String, what: String) throws -> JSONValue {
+        do { return try JSONValue.parse(text) } catch {
+            throw CLIError("\(what) is not valid JSON: \(error). Quote it for the shell, e.g. --input '[[1, 2]]'")
+        }
+    }
+
+    /// Prints outputs; a failed item makes the exit status non-zero.
+    static func printResult(_ task: JSONValue, json: Bool) throws {
+        if json { Output.json(task); return }
+        if let output = task["output"] {
+            Output.json(output)
+        } else if let error = task["error"]?.stringValue {
+            throw CLIError("the servable failed on this input: \(error)")
+        } else if let outputs = task["outputs"] {
+            Output.json(outputs)
+            let errors = (task["errors"]?.arrayValue ?? []).enumerated().compactMap { i, e in e.stringValue.map { "  inputs[\(i)]: \($0)" }
+            }
+            if !errors.isEmpty { throw CLIError("\(errors.count) input(s) failed:\n" + errors.joined(separator: "\n")) }
+        }
+    }
+
+    /// One stderr line, rewritten in place, while the request waits for a pilot.
+    struct Progress {
+        var shown = false
+        mutating func show(_ task: JSONValue, since: Date) {
+            let w = task["waiting_for"]
+            var line = "waiting \(Int(Date().timeIntervalSince(since))) s"
+            if let paused = w?["paused"]?.stringValue {
+                line += ": pool \(w?["pool"]?.stringValue ?? "") is paused: \(paused)"
+            } else if let job = w?["job_id"]?.intValue {
+                let state = w?["state"]?.stringValue ?? "?"
+                let reason = w?["reason"]?.stringValue ?? ""
+                line +=
+                    state == "RUNNING"
+                    ? ": pilot job \(job) is running; task \(task["status"]?.stringValue ?? "")"
+                    : ": pilot job \(job) is \(state) (\(reason)) in pool \(w?["pool"]?.stringValue ?? "")"
+            } else if w?["state"]?.stringValue == "SUBMITTING" {
+                line += ": submitting a pilot job to pool \(w?["pool"]?.stringValue ?? "")"
+            }
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+            shown = true
+        }
+        func finish() {
+            if shown { FileHandle.standardError.write(Data("\n".utf8)) }
+        }
+    }
+}
+
+/// `dlhub status TASK`.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a task's state, and its result once it has one.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The task id `dlhub run --async` printed.") var task: String
+
+    func run() async throws {
+        try await CLIError.guarding {
+            let reply = try await options.client().request("GET", "/v1/tasks/\(task)", acceptStatuses: [202])
+            if options.json || reply.status == 202 {
+                if !options.json {
+                    print(
+                        "\(task): \(reply.json["status"]?.stringValue ?? "?") (\(reply.json["remaining"]?.intValue ?? 0) of \(reply.json["items"]?.intValue ?? 0) input(s) to go)"
+                    )
+                    return
+                }
+                return Output.json(reply.json)
+            }
+            try RunCommand.printResult(reply.json, json: false)
+        }
+    }
+}
+
+/// `dlhub pilots`: the pilot jobs serving requests.
+struct PilotsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pilots", abstract: "Show the pilot jobs: Slurm job, state and reason, nodes, walltime left, resident servables.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await CLIError.guarding {
+            let reply = try await options.client().request("GET", "/v1/pilots")
+            if options.json { return Output.json(reply.json) }
+            var rows: [[String]] = []
+            for pool in reply.json["pools"]?.arrayValue ?? [] {
+                let name = pool["pool"]?.stringValue ?? ""
+                if let paused = pool["paused"]?.stringValue { Output.error("pool \(name) is paused: \(paused)") }
+                for p in pool["pilots"]?.arrayValue ?? [] {
+                    let left = p["walltime_left_s"]?.intValue.map { "\($0 / 60)m\($0 % 60)s" } ?? "-"
+                    let state = (p["state"]?.stringValue ?? "") + (p["draining"]?.boolValue == true ? " (draining)" : "")
+                    rows.append([
+                        name, String(p["job_id"]?.intValue ?? 0), state, p["reason"]?.stringValue ?? "", p["nodes"]?.stringValue ?? "",
+                        left,
+                        (p["resident"]?.arrayValue ?? []).compactMap(\.stringValue).map { String($0.prefix(19)) }.joined(separator: ","),
+                    ])
+                }
+            }
+            if rows.isEmpty { print("no pilot jobs; one is submitted when a request arrives"); return }
+            Output.table(["POOL", "JOBID", "STATE", "REASON", "NODES", "LEFT", "RESIDENT"], rows)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""DLHub worker shim: loads one servable once, then answers batches on stdin/stdout.
+
+The pilot starts one of these per resident servable:
+
+    python3 dlhub_worker.py SERVABLE_DIRECTORY
+
+Protocol (docs/worker-protocol.md): newline-delimited JSON. The worker first writes
+{"ready": true} (or {"ready": false, "error": "..."} and exits). Then, for each line
+{"batch": ID, "parameters": {...}, "inputs": [x1, x2, ...]} it writes one line
+{"batch": ID, "results": [{"output": y1}, {"error": "..."}, ...]} with one result per input.
+Anything the model prints goes to stderr, so stdout carries protocol lines only.
+"""
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+import pickle
+import sys
+import traceback
+
+PROTOCOL_OUT = sys.stdout
+sys.stdout = sys.stderr  # user code's print() must not corrupt the protocol
+
+
+def send(message):
+    PROTOCOL_OUT.write(json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n")
+    PROTOCOL_OUT.flush()
+
+
+def to_json(value):
+    """Plain JSON types from numpy arrays, numpy scalars, tensors, tuples and sets."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "tolist"):
+        return to_json(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("the output contains NaN or infinity, which JSON cannot carry")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def check_dependencies(metadata):
+    declared = {}
+    for block in (metadata.get("dlhub", {}), metadata.get("servable", {})):
+        declared.update((block.get("dependencies") or {}).get("python") or {})
+    missing = []
+    for name in sorted(declared):
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        raise RuntimeError(
+            "missing Python packages: %s; install them into the environment the pilot uses (%s), "
+            "e.g. %s -m pip install %s" % (", ".join(missing), sys.executable, sys.executable, " ".join(missing)))
+
+
+def model_path(directory, metadata, key="model"):
+    files = metadata.get("dlhub", {}).get("files") or {}
+    name = files.get(key) or files.get("pickle") or files.get("model")
+    if not name:
+        raise RuntimeError("servable.json names no model file (dlhub.files.%s)" % key)
+    return os.path.join(directory, name)
+
+
+class Servable:
+    """A loaded model: call(x, **parameters) returns the output for one input."""
+
+    def __init__(self, directory, metadata):
+        self.metadata = metadata
+        servable = metadata.get("servable", {})
+        run = servable.get("methods", {}).get("run", {})
+        self.details = run.get("method_details") or {}
+        self.defaults = run.get("parameters") or {}
+        shim = servable.get("shim") or servable.get("type") or ""
+        sys.path.insert(0, directory)
+        check_dependencies(metadata)
+        loader = {
+            "python.PythonStaticMethodServable": self.load_function,
+            "python.PythonClassMethodServable": self.load_class_method,
+            "sklearn.ScikitLearnServable": self.load_sklearn,
+            "torch.TorchServable": self.load_torch,
+            "onnx.ONNXServable": self.load_onnx,
+            "keras.KerasServable": self.load_keras,
+            "tensorflow.TensorFlowServable": self.load_keras,
+        }.get(shim)
+        if loader is None:
+            raise RuntimeError("this worker has no loader for %r" % shim)
+        self.call = loader(directory, metadata)
+
+    def load_function(self, directory, metadata):
+        module = importlib.import_module(self.details["module"])
+        function = getattr(module, self.details["method_name"])
+        if self.details.get("autobatch"):
+            return lambda x, **kw: [function(item, **kw) for item in x]
+        return function
+
+    def load_class_method(self, directory, metadata):
+        with open(model_path(directory, metadata, "pickle"), "rb") as f:
+            obj = pickle.load(f)
+        return getattr(obj, self.details.get("method_name", "__call__"))
+
+    def load_sklearn(self, directory, metadata):
+        import numpy as np
+        path = model_path(directory, metadata)
+        method = self.details.get("method_name", "predict").lstrip("_")
+        options = metadata.get("servable", {}).get("options") or {}
+        if options.get("serialization_method", "joblib") == "pickle":
+            with open(path, "rb") as f:
+                model = pickle.load(f)
+        else:
+            import joblib
+            model = joblib.load(path)
+        bound = getattr(model, method)
+        return lambda x, **kw: bound(np.asarray(x), **kw)
+
+    def load_torch(self, directory, metadata):
+        import torch
+        model = torch.jit.load(model_path(directory, metadata), map_location="cpu")
+        model.eval()
+
+        def call(x, **kw):
+            with torch.no_grad():
+                return model(torch.as_tensor(x, dtype=torch.float32), **kw)
+        return call
+
+    def load_onnx(self, directory, metadata):
+        import numpy as np
+        import onnxruntime
+        session = onnxruntime.InferenceSession(model_path(directory, metadata), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x, **kw: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+
+    def load_keras(self, directory, metadata):
+        import numpy as np
+        from tensorflow import keras
+        model = keras.models.load_model(model_path(directory, metadata))
+        return lambda x, **kw: model.predict(np.asarray(x), verbose=0, **kw)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: dlhub_worker.py SERVABLE_DIRECTORY\n")
+        return 2
+    directory = sys.argv[1]
+    try:
+        with open(os.path.join(directory, "servable.json")) as f:
+            metadata = json.load(f)
+        servable = Servable(directory, metadata)
+    except Exception as error:  # the pilot reports this to whoever asked
+        traceback.print_exc()
+        send({"ready": False, "error": "%s: %s" % (type(error).__name__, error)})
+        return 1
+    send({"ready": True, "pid": os.getpid()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        parameters = dict(servable.defaults)
+        parameters.update(request.get("parameters") or {})
+        results = []
+        for x in request.get("inputs", []):
+            try:
+                output = to_json(servable.call(x, **parameters))
+                json.dumps(output, allow_nan=False)
+                results.append({"output": output})
+            except Exception as error:
+                results.append({"error": "%s: %s" % (type(error).__name__, error)})
+        send({"batch": request.get("batch"), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
