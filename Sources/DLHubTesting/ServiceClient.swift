@@ -1,0 +1,78 @@
+import DLHubCluster
+import DLHubCore
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Plain HTTP to a live `dlhubd`, authenticated as the user running the tests (root) with a
+/// bearer token traded for a real munge credential.
+public final class APIClient: @unchecked Sendable {
+    public let baseURL: String
+    let session: URLSession
+    public private(set) var token: String?
+
+    public init(url: String, connections: Int = 64) {
+        baseURL = url
+        let config = URLSessionConfiguration.default
+        config.httpMaximumConnectionsPerHost = connections
+        config.timeoutIntervalForRequest = 600
+        config.timeoutIntervalForResource = 3600
+        session = URLSession(configuration: config)
+    }
+
+    public struct Reply: Sendable {
+        public var status: Int
+        public var json: JSONValue
+        public var errorMessage: String { json["error"]?["message"]?.stringValue ?? "" }
+    }
+
+    /// Trades a munge credential for a token, so load tests do not pay munge per request.
+    public func login() async throws {
+        let reply = try await send("POST", "/v1/auth/token", authorization: "Munge " + (try MungeCodec().encode()))
+        guard let t = reply.json["token"]?.stringValue else { throw TestSetupError("no token: \(reply.json)") }
+        token = t
+    }
+
+    public func send(
+        _ method: String, _ path: String, json: JSONValue? = nil, body: [UInt8]? = nil, authorization: String? = nil
+    ) async throws -> Reply {
+        var request = URLRequest(url: URL(string: baseURL + path)!)
+        request.httpMethod = method
+        if let json { request.httpBody = Data(json.encoded()) } else if let body { request.httpBody = Data(body) }
+        let auth = try authorization ?? token.map { "Bearer \($0)" } ?? ("Munge " + MungeCodec().encode())
+        request.setValue(auth, forHTTPHeaderField: "Authorization")
+        let (data, response) = try await session.data(for: request)
+        return Reply(
+            status: (response as? HTTPURLResponse)?.statusCode ?? 0,
+            json: (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self)))
+    }
+
+    public func publish(directory: String) async throws -> Reply {
+        var entries: [TarEntry] = []
+        let fm = FileManager.default
+        for item in try fm.subpathsOfDirectory(atPath: directory).sorted() {
+            let path = directory + "/" + item
+            var isDir: ObjCBool = false
+            fm.fileExists(atPath: path, isDirectory: &isDir)
+            if isDir.boolValue {
+                entries.append(TarEntry(path: item, kind: .directory, mode: 0o755))
+            } else {
+                let mode = (try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? 0o644
+                entries.append(TarEntry(path: item, kind: .file, mode: UInt32(mode), contents: Array(fm.contents(atPath: path) ?? Data())))
+            }
+        }
+        return try await send("POST", "/v1/servables", body: TarArchive.write(entries))
+    }
+
+    /// Runs and waits for the result (following 202s).
+    public func run(_ id: String, _ body: JSONValue, wait: Double = 120) async throws -> Reply {
+        var reply = try await send("POST", "/v1/servables/\(id)/run?wait=\(wait)", json: body)
+        let deadline = Date().addingTimeInterval(wait * 3)
+        while reply.status == 202, let task = reply.json["id"]?.stringValue, Date() < deadline {
+            reply = try await send("GET", "/v1/tasks/\(task)?wait=10")
+        }
+        return reply
+    }
+}

@@ -1,0 +1,78 @@
+import DLHubCore
+import DLHubTesting
+import Foundation
+
+/// A live dlhubd on the local Slurm cluster with test pools, plus an API client.
+struct ServingHarness {
+    let service: LiveService
+    let api: APIClient
+    let work: TemporaryDirectory
+    /// Appended to pool names, so Slurm job names (dlhub-pilot-<pool>) are unique to this test.
+    let tag: String
+
+    static func pool(
+        _ name: String, partition: String = "cpu", min: Int = 0, max: Int = 2, walltime: Int = 30, idle: Int = 300, memory: Int = 4000,
+        extra: [String: JSONValue] = [:]
+    ) -> JSONValue {
+        var p: [String: JSONValue] = [
+            "name": .string(name), "partition": .string(partition), "min_pilots": .int(Int64(min)), "max_pilots": .int(Int64(max)),
+            "walltime_minutes": .int(Int64(walltime)), "idle_timeout_seconds": .int(Int64(idle)), "cores_per_node": 2,
+            "memory_per_node_mb": .int(Int64(memory)),
+        ]
+        for (k, v) in extra { p[k] = v }
+        return .object(p)
+    }
+
+    init(pools: [JSONValue] = [pool("cpu")], directory: TemporaryDirectory? = nil) async throws {
+        try DevCluster.require()
+        let conf = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? DevCluster.defaultConf
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        self.tag = tag
+        let tagged = pools.map { $0.setting(["name"], to: .string(($0["name"]?.stringValue ?? "") + "-" + tag)) }
+        service = try LiveService(
+            directory: directory, config: ["pools": .array(tagged), "result_retention_seconds": 3600], environment: ["SLURM_CONF": conf])
+        api = APIClient(url: service.url, connections: 256)
+        try await api.login()
+        work = try TemporaryDirectory("dlhub-serving")
+    }
+
+    func publish(_ dir: String) async throws -> String {
+        let reply = try await api.publish(directory: dir)
+        guard reply.status == 201, let id = reply.json["id"]?.stringValue, let v = reply.json["version"]?.intValue else {
+            throw TestSetupError("publish failed: \(reply.json)")
+        }
+        return "\(id)@\(v)"
+    }
+
+    func pilots() async throws -> [JSONValue] {
+        try await api.send("GET", "/v1/pilots").json["pools"]?.arrayValue?.flatMap { $0["pilots"]?.arrayValue ?? [] } ?? []
+    }
+
+    /// The configured name of a test pool.
+    func pool(_ name: String) -> String { name + "-" + tag }
+
+    /// Pilot jobs of a pool as Slurm lists them (every state, while MinJobAge keeps them).
+    func slurmJobs(pool: String) throws -> [SlurmJob] {
+        let out = try DevCluster.command(
+            "squeue", ["-h", "--states=all", "-n", "dlhub-pilot-\(self.pool(pool))", "-o", "%i|%T|%V|%e|%N|%P"]
+        ).stdout
+        return out.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            guard f.count == 6, let id = UInt32(f[0]) else { return nil }
+            return SlurmJob(id: id, state: f[1], submit: f[2], end: f[3], nodes: f[4], partition: f[5])
+        }
+    }
+
+    struct SlurmJob {
+        var id: UInt32
+        var state: String
+        var submit: String
+        var end: String
+        var nodes: String
+        var partition: String
+    }
+
+    func stop() {
+        service.stop()
+    }
+}
