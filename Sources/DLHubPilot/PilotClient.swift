@@ -18,6 +18,8 @@ public struct PilotClient: Sendable {
         public var gpus: Int
         public var walltimeEnd: Int64
         public var heartbeatSeconds: Double = 5
+        /// On Slurm's walltime warning, drain this many seconds before the end (not at once).
+        public var selfDrainLeadSeconds: Double = 8
         public var settings: PilotAgent.Settings
 
         public init(
@@ -79,8 +81,19 @@ public struct PilotClient: Sendable {
                 }
                 group.addTask {
                     for await signal in signals {
-                        logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
-                        await agent.beginDrain(reason: signal == SIGUSR1 ? "walltime ending" : "signal \(signal)")
+                        if signal == SIGUSR1 {
+                            // Slurm may send the walltime warning up to a minute early: keep serving until
+                            // shortly before the end (dlhubd drains the pilot itself once its replacement is up).
+                            let wait = Double(options.walltimeEnd) - Date().timeIntervalSince1970 - options.selfDrainLeadSeconds
+                            logger.info("walltime warning received", metadata: ["drain_in_s": "\(Int(max(0, wait)))"])
+                            Task {
+                                if wait > 0 { try? await Task.sleep(for: .seconds(wait)) }
+                                await agent.beginDrain(reason: "walltime ending")
+                            }
+                        } else {
+                            logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
+                            await agent.beginDrain(reason: "signal \(signal)")
+                        }
                     }
                 }
                 group.addTask {

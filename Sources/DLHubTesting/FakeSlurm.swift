@@ -10,6 +10,8 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
     public private(set) var submitted: [JobSubmission] = []
     public var jobs: [UInt32: JobInfo] = [:]
     public var failSubmissions: DLHubError?
+    public private(set) var failedAttempts = 0
+    public private(set) var submittedIDs: [UInt32] = []
     public private(set) var cancelled: [UInt32] = []
 
     public init() {}
@@ -21,9 +23,13 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
     private func submitLocked(_ job: JobSubmission) throws(DLHubError) -> UInt32 {
         lock.lock()
         defer { lock.unlock() }
-        if let failSubmissions { throw failSubmissions }
+        if let failSubmissions {
+            failedAttempts += 1
+            throw failSubmissions
+        }
         nextID += 1
         submitted.append(job)
+        submittedIDs.append(nextID)
         jobs[nextID] = JobInfo(
             id: nextID, name: job.name, state: .pending, reason: "Priority", nodes: "", partition: job.partition ?? "cpu",
             submitTime: Int64(Date().timeIntervalSince1970), startTime: 0, endTime: 0,
@@ -49,6 +55,13 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
         defer { lock.unlock() }
         jobs[id]?.state = state
         jobs[id]?.endTime = endTime
+    }
+
+    /// Removes a job as if the controller no longer knew it.
+    public func forget(_ id: UInt32) {
+        lock.lock()
+        defer { lock.unlock() }
+        jobs.removeValue(forKey: id)
     }
 
     public var submissionCount: Int {

@@ -72,6 +72,7 @@ public final class LibSlurmClient: SlurmScheduler {
         if let mem = job.memoryPerNodeMB { desc.pn_min_memory = UInt64(mem) }
         if let minutes = job.timeLimitMinutes { desc.time_limit = UInt32(minutes) }
         if let begin = job.beginTime { desc.begin_time = time_t(begin) }
+        if let requeue = job.requeue { desc.requeue = requeue ? 1 : 0 }
         if let w = job.warningSignal {
             desc.warn_signal = UInt16(w.signal)
             desc.warn_time = UInt16(w.secondsBefore)

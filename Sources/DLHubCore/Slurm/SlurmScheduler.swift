@@ -27,6 +27,8 @@ public struct JobSubmission: Sendable, Hashable {
     /// Unix time before which the job may not start (`--begin`).
     public var beginTime: Int64?
     public var outputPath: String?
+    /// `--requeue` / `--no-requeue`; nil leaves the cluster's default.
+    public var requeue: Bool?
     /// `NAME=value` strings; Slurm requires an environment for batch jobs.
     public var environment: [String] = []
     /// `--signal=SIG@SECONDS`: a warning sent to the job's steps before its end time.

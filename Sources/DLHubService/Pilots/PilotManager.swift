@@ -84,8 +84,15 @@ public actor PilotManager {
         for (id, job) in jobs where job.endedAt == nil {
             do {
                 if let info = try await slurm.job(id) {
+                    let wasRunning = job.info?.state == .running
                     jobs[id]?.info = info
-                    if info.state.isFinished {
+                    if wasRunning, info.state == .pending {
+                        // Requeued under us (a site default): its pilot is gone; replace it rather than wait.
+                        jobs[id]?.endedAt = now
+                        jobs[id]?.reason = "requeued by Slurm (\(info.reason)); cancelled and replaced"
+                        try? await slurm.cancel(id)
+                        await dispatcher.jobEnded(id, reason: "job requeued by Slurm")
+                    } else if info.state.isFinished {
                         jobs[id]?.endedAt = now
                         await dispatcher.jobEnded(
                             id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
@@ -168,6 +175,8 @@ public actor PilotManager {
         job.outputPath = settings.logDirectory + "/pilot-%j.out"
         job.environment = settings.environment + ["DLHUB_POOL=\(pool.name)"]
         job.warningSignal = (signal: SIGUSR1, secondsBefore: signalSeconds)
+        // A pilot that fails is replaced by the manager; Slurm requeueing it would only hold its place.
+        job.requeue = false
         do {
             let id = try await slurm.submit(job)
             jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason)

@@ -1,0 +1,86 @@
+import DLHubCore
+import Testing
+
+@Suite struct PoolPolicyTests {
+    var pool: PoolConfiguration = {
+        var p = PoolConfiguration(name: "cpu")
+        p.minPilots = 0
+        p.maxPilots = 2
+        p.walltimeMinutes = 60
+        p.idleTimeoutSeconds = 300
+        return p
+    }()
+    let now: Int64 = 1_000_000
+
+    func pilot(_ id: UInt32, _ state: JobState = .running, end: Int64 = 1_003_000, connected: Bool = true, busy: Int = 0, idleSince: Int64 = 1_000_000, replaced: Bool = false, draining: Bool = false) -> PoolPolicy.Pilot {
+        PoolPolicy.Pilot(jobID: id, state: state, endTime: end, connected: connected, draining: draining, busy: busy, slots: 4, idleSince: idleSince, replaced: replaced)
+    }
+
+    @Test func queuedWorkWithNoPilotSubmitsOne() {
+        let actions = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [], queuedItems: 1))
+        #expect(actions.count == 1)
+        if case .submit = actions.first {} else { Issue.record("expected a submit, got \(actions)") }
+    }
+
+    @Test func nothingQueuedNothingSubmitted() {
+        #expect(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [], queuedItems: 0)).isEmpty)
+    }
+
+    @Test func aPendingPilotIsNotDuplicated() {
+        let actions = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, .pending, end: 0, connected: false)], queuedItems: 5000))
+        #expect(actions.isEmpty)
+    }
+
+    @Test func heavyQueueAddsAPilotButNeverBeyondMax() {
+        let one = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 4)], queuedItems: 5000))
+        #expect(one.count == 1)
+        let atMax = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 4), pilot(2, busy: 4)], queuedItems: 50_000))
+        #expect(atMax.isEmpty)
+    }
+
+    @Test func minimumIsKeptWarm() {
+        var p = pool
+        p.minPilots = 1
+        let actions = PoolPolicy.actions(pool: p, snapshot: .init(now: now, pilots: [], queuedItems: 0))
+        #expect(actions.count == 1)
+    }
+
+    @Test func walltimeEndingIsReplacedEarlyThenDrained() {
+        // 60-minute pilots: replacement 600 s before the end, drain 300 s before.
+        let early = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 500, busy: 1)], queuedItems: 3))
+        #expect(early == [.submitReplacement(replacing: 1)])
+        let late = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 200, busy: 1, replaced: true), pilot(2, .pending, end: 0, connected: false)], queuedItems: 3))
+        #expect(late.contains(.drain(1, reason: "walltime ends in 200 s")))
+        #expect(!late.contains { if case .submit = $0 { return true }; if case .submitReplacement = $0 { return true }; return false })
+    }
+
+    @Test func idlePilotsBeyondMinimumAreDrained() {
+        var p = pool
+        p.minPilots = 1
+        let actions = PoolPolicy.actions(pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 400), pilot(2, idleSince: now - 350)], queuedItems: 0))
+        #expect(actions == [.drain(1, reason: "idle for 400 s")])
+        let recent = PoolPolicy.actions(pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 10), pilot(2, idleSince: now - 10)], queuedItems: 0))
+        #expect(recent.isEmpty)
+    }
+
+    @Test func pausedPoolSubmitsNothing() {
+        #expect(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [], queuedItems: 10, paused: true)).isEmpty)
+    }
+
+    @Test func placementFollowsDeclaredResources() throws {
+        var cpu = PoolConfiguration(name: "cpu")
+        cpu.memoryPerNodeMB = 4000
+        var big = PoolConfiguration(name: "bigmem")
+        big.partition = "bigmem"
+        big.memoryPerNodeMB = 64000
+        var r = ServableMetadata.Resources()
+        #expect(try Placement.pool(for: r, in: [cpu, big]).get().name == "cpu")
+        r.memoryMB = 32 * 1024
+        #expect(try Placement.pool(for: r, in: [cpu, big]).get().name == "bigmem")
+        r.memoryMB = 128 * 1024
+        #expect(throws: DLHubError.self) { try Placement.pool(for: r, in: [cpu, big]).get() }
+        var named = ServableMetadata.Resources()
+        named.pool = "bigmem"
+        #expect(try Placement.pool(for: named, in: [cpu, big]).get().name == "bigmem")
+    }
+}
