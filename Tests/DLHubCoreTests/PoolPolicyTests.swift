@@ -12,8 +12,13 @@ import Testing
     }()
     let now: Int64 = 1_000_000
 
-    func pilot(_ id: UInt32, _ state: JobState = .running, end: Int64 = 1_003_000, connected: Bool = true, busy: Int = 0, idleSince: Int64 = 1_000_000, replaced: Bool = false, draining: Bool = false) -> PoolPolicy.Pilot {
-        PoolPolicy.Pilot(jobID: id, state: state, endTime: end, connected: connected, draining: draining, busy: busy, slots: 4, idleSince: idleSince, replaced: replaced)
+    func pilot(
+        _ id: UInt32, _ state: JobState = .running, end: Int64 = 1_003_000, connected: Bool = true, busy: Int = 0,
+        idleSince: Int64 = 1_000_000, replaced: Bool = false, draining: Bool = false
+    ) -> PoolPolicy.Pilot {
+        PoolPolicy.Pilot(
+            jobID: id, state: state, endTime: end, connected: connected, draining: draining, busy: busy, slots: 4, idleSince: idleSince,
+            replaced: replaced)
     }
 
     @Test func queuedWorkWithNoPilotSubmitsOne() {
@@ -27,14 +32,16 @@ import Testing
     }
 
     @Test func aPendingPilotIsNotDuplicated() {
-        let actions = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, .pending, end: 0, connected: false)], queuedItems: 5000))
+        let actions = PoolPolicy.actions(
+            pool: pool, snapshot: .init(now: now, pilots: [pilot(1, .pending, end: 0, connected: false)], queuedItems: 5000))
         #expect(actions.isEmpty)
     }
 
     @Test func heavyQueueAddsAPilotButNeverBeyondMax() {
         let one = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 4)], queuedItems: 5000))
         #expect(one.count == 1)
-        let atMax = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 4), pilot(2, busy: 4)], queuedItems: 50_000))
+        let atMax = PoolPolicy.actions(
+            pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 4), pilot(2, busy: 4)], queuedItems: 50_000))
         #expect(atMax.isEmpty)
     }
 
@@ -49,17 +56,37 @@ import Testing
         // 60-minute pilots: replacement 600 s before the end, drain 300 s before.
         let early = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 500, busy: 1)], queuedItems: 3))
         #expect(early == [.submitReplacement(replacing: 1)])
-        let late = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 200, busy: 1, replaced: true), pilot(2, .pending, end: 0, connected: false)], queuedItems: 3))
+        let late = PoolPolicy.actions(
+            pool: pool,
+            snapshot: .init(
+                now: now, pilots: [pilot(1, end: now + 200, busy: 1, replaced: true), pilot(2, .pending, end: 0, connected: false)],
+                queuedItems: 3))
         #expect(late.contains(.drain(1, reason: "walltime ends in 200 s")))
-        #expect(!late.contains { if case .submit = $0 { return true }; if case .submitReplacement = $0 { return true }; return false })
+        #expect(
+            !late.contains {
+                if case .submit = $0 { return true }; if case .submitReplacement = $0 { return true }; return false
+            })
+    }
+
+    @Test func recentlyBusyPilotIsReplacedEvenBetweenRequests() {
+        // Steady light traffic: at this instant nothing is queued or running, but it was busy 2 s ago.
+        let actions = PoolPolicy.actions(
+            pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 500, idleSince: now - 2)], queuedItems: 0))
+        #expect(actions == [.submitReplacement(replacing: 1)])
+        // Long idle and near its end: let it go without a successor.
+        let idle = PoolPolicy.actions(
+            pool: pool, snapshot: .init(now: now, pilots: [pilot(1, end: now + 500, idleSince: now - 400)], queuedItems: 0))
+        #expect(idle.isEmpty)
     }
 
     @Test func idlePilotsBeyondMinimumAreDrained() {
         var p = pool
         p.minPilots = 1
-        let actions = PoolPolicy.actions(pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 400), pilot(2, idleSince: now - 350)], queuedItems: 0))
+        let actions = PoolPolicy.actions(
+            pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 400), pilot(2, idleSince: now - 350)], queuedItems: 0))
         #expect(actions == [.drain(1, reason: "idle for 400 s")])
-        let recent = PoolPolicy.actions(pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 10), pilot(2, idleSince: now - 10)], queuedItems: 0))
+        let recent = PoolPolicy.actions(
+            pool: p, snapshot: .init(now: now, pilots: [pilot(1, idleSince: now - 10), pilot(2, idleSince: now - 10)], queuedItems: 0))
         #expect(recent.isEmpty)
     }
 

@@ -11,10 +11,18 @@ import Testing
     }
 
     /// Sends `count` requests to the slow doubler and checks every answer is exactly 2x.
-    func sendAndCheck(_ h: ServingHarness, _ id: String, count: Int, delay: Double, during: @escaping @Sendable () async throws -> Void) async throws {
+    func sendAndCheck(
+        _ h: ServingHarness, _ id: String, count: Int, delay: Double, during: @escaping @Sendable () async throws -> Void
+    ) async throws {
         try await withThrowingTaskGroup(of: (Int, JSONValue?).self) { group in
             for i in 0..<count {
-                group.addTask { (i, try await h.api.run(id, ["input": .int(Int64(i)), "parameters": ["delay": .double(delay)]], wait: 300).json["output"]) }
+                group.addTask {
+                    (
+                        i,
+                        try await h.api.run(id, ["input": .int(Int64(i)), "parameters": ["delay": .double(delay)]], wait: 300).json[
+                            "output"]
+                    )
+                }
             }
             group.addTask {
                 try await during()
@@ -31,24 +39,30 @@ import Testing
     /// Every item answered exactly once, read from the service's own task store.
     func checkStore(_ h: ServingHarness) throws {
         let db = h.service.stateDirectory + "/tasks.sqlite"
-        let out = try Subprocess.run("/usr/bin/sqlite3", [db, "SELECT count(*), sum(state = 1), sum(state = 0), sum(state = 2) FROM items;"]).stdout
+        let out = try Subprocess.run(
+            "/usr/bin/sqlite3", [db, "SELECT count(*), sum(state = 1), sum(state = 0), sum(state = 2) FROM items;"]
+        ).stdout
         let f = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map { Int($0) ?? -1 }
         #expect(f.count == 4 && f[0] == f[1] && f[2] == 0 && f[3] == 0, "items total|done|queued|failed = \(out)")
-        let tasks = try Subprocess.run("/usr/bin/sqlite3", [db, "SELECT count(*) FROM tasks WHERE finished IS NULL OR remaining != 0;"]).stdout
+        let tasks = try Subprocess.run("/usr/bin/sqlite3", [db, "SELECT count(*) FROM tasks WHERE finished IS NULL OR remaining != 0;"])
+            .stdout
         #expect(tasks.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 
     @Test func pilotCancelledMidBatchLosesNothing() async throws {
         let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 2)])
         defer { h.stop() }
-        let dir = try ServingFixtures.pythonFunctions(in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
+        let dir = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
         let id = try await h.publish(dir)
         #expect(try await h.api.run(id, ["input": 1]).json["output"] == 2)
         let victim = try #require(try h.slurmJobs(pool: "cpu").first { $0.state == "RUNNING" })
         try await sendAndCheck(h, id, count: 300, delay: 0.02) {
             try await Task.sleep(for: .milliseconds(700))
             let pilots = try await h.pilots()
-            #expect(pilots.contains { $0["job_id"]?.intValue == Int64(victim.id) && ($0["running_batches"]?.intValue ?? 0) > 0 }, "the pilot was busy when cancelled")
+            #expect(
+                pilots.contains { $0["job_id"]?.intValue == Int64(victim.id) && ($0["running_batches"]?.intValue ?? 0) > 0 },
+                "the pilot was busy when cancelled")
             _ = try DevCluster.command("scancel", ["\(victim.id)"])
         }
         #expect(try h.slurmJobs(pool: "cpu").first { $0.id == victim.id }?.state == "CANCELLED")
@@ -58,7 +72,8 @@ import Testing
     @Test func nodeFailureMidBatchLosesNothing() async throws {
         let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 2)])
         defer { h.stop() }
-        let dir = try ServingFixtures.pythonFunctions(in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
+        let dir = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
         let id = try await h.publish(dir)
         #expect(try await h.api.run(id, ["input": 1]).json["output"] == 2)
         let victim = try #require(try h.slurmJobs(pool: "cpu").first { $0.state == "RUNNING" })
@@ -76,11 +91,13 @@ import Testing
     @Test func serviceKilledWithQueuedTasksCompletesThemAfterRestart() async throws {
         let dir = try TemporaryDirectory("dlhub-restart-serving")
         var h = try await ServingHarness(directory: dir)
-        let fixture = try ServingFixtures.pythonFunctions(in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
+        let fixture = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
         let id = try await h.publish(fixture)
         var taskIDs: [Int: String] = [:]
         for i in 0..<40 {
-            let reply = try await h.api.send("POST", "/v1/servables/\(id)/run", json: ["input": .int(Int64(i)), "parameters": ["delay": 0.1]])
+            let reply = try await h.api.send(
+                "POST", "/v1/servables/\(id)/run", json: ["input": .int(Int64(i)), "parameters": ["delay": 0.1]])
             #expect(reply.status == 202)
             taskIDs[i] = reply.json["id"]?.stringValue
         }
@@ -100,7 +117,8 @@ import Testing
     func walltimeReplacementsKeepSteadyLoadFlowing() async throws {
         let h = try await ServingHarness(pools: [ServingHarness.pool("short", walltime: 1, idle: 600)])
         defer { h.stop() }
-        let dir = try ServingFixtures.pythonFunctions(in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
+        let dir = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
         let id = try await h.publish(dir)
         let start = Date()
         var sent = 0
@@ -110,7 +128,9 @@ import Testing
             let batch = try await withThrowingTaskGroup(of: (Int, JSONValue).self) { group in
                 for k in 0..<4 {
                     let n = sent + k
-                    group.addTask { (n, try await h.api.run(id, ["input": .int(Int64(n)), "parameters": ["delay": 0.01]], wait: 120).json) }
+                    group.addTask {
+                        (n, try await h.api.run(id, ["input": .int(Int64(n)), "parameters": ["delay": 0.01]], wait: 120).json)
+                    }
                 }
                 var out: [(Int, JSONValue)] = []
                 for try await r in group { out.append(r) }

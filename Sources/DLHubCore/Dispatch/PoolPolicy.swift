@@ -83,7 +83,7 @@ public enum PoolPolicy {
         for p in alive where p.state == .running && p.endTime > 0 {
             let left = p.endTime - s.now
             if left <= replaceLead, !p.replaced, !s.paused, alive.count <= pool.maxPilots,
-                s.queuedItems > 0 || p.busy > 0 || lasting.count < pool.minPilots
+                s.queuedItems > 0 || p.busy > 0 || s.now - p.idleSince < Int64(pool.idleTimeoutSeconds) || lasting.count < pool.minPilots
             {
                 actions.append(.submitReplacement(replacing: p.jobID))
                 submitted += 1

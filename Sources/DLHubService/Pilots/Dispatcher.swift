@@ -54,6 +54,8 @@ public actor Dispatcher {
     let waiters: TaskWaiters
     let logger: Logger
     var queues: [String: Queue] = [:]
+    /// `owner/name@N` for each queue key, for people.
+    var names: [String: String] = [:]
     var sessions: [Int: Session] = [:]
     var failedLoads: [String: [Int: String]] = [:]
     var nextBatchID: UInt64 = 1
@@ -78,6 +80,10 @@ public actor Dispatcher {
     func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem]) {
         if queues[key] == nil {
             queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters)
+            let d = spec.metadata["dlhub"]
+            names[key] =
+                "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
+                + (key.contains("+") ? "(params)" : "")
         }
         let now = Date()
         for item in items { queues[key]!.enqueuedAt[item.id] = now }
@@ -304,6 +310,8 @@ public actor Dispatcher {
     }
 
     public func allSessions() -> [Session] { Array(sessions.values) }
+
+    public func displayName(_ key: String) -> String { names[key] ?? key }
 
     /// Pilots that stopped heartbeating (a hung node): treated as lost.
     public func reapSilentSessions(olderThan seconds: TimeInterval) async {

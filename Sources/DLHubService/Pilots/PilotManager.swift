@@ -208,6 +208,8 @@ public actor PilotManager {
     /// What `GET /v1/pilots` shows.
     public func report(now: Date = Date()) async -> JSONValue {
         let sessions = await dispatcher.allSessions()
+        var residentNames: [String: String] = [:]
+        for key in Set(sessions.flatMap(\.loaded)) { residentNames[key] = await dispatcher.displayName(key) }
         var pools: [JSONValue] = []
         for pool in settings.pools {
             let load = await dispatcher.load(pool: pool.name)
@@ -219,7 +221,8 @@ public actor PilotManager {
                     "job_id": .int(Int64(job.id)), "state": .string(job.info?.state.rawValue ?? "PENDING"),
                     "reason": .string(job.info?.reason ?? job.reason), "nodes": .string(job.info?.nodes ?? ""),
                     "connected": .bool(!s.isEmpty), "draining": .bool(job.drainRequested || s.contains { $0.draining }),
-                    "resident": .array(Array(Set(s.flatMap(\.loaded))).sorted().map { .string($0) }),
+                    "resident": .array(
+                        residentNames.filter { s.flatMap(\.loaded).contains($0.key) }.map(\.value).sorted().map { .string($0) }),
                     "running_batches": .int(Int64(s.reduce(0) { $0 + $1.busy })),
                     "submitted": .double(job.submittedAt.timeIntervalSince1970), "why": .string(job.reason),
                 ]

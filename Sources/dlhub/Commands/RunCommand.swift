@@ -163,7 +163,7 @@ struct PilotsCommand: AsyncParsableCommand {
                     rows.append([
                         name, String(p["job_id"]?.intValue ?? 0), state, p["reason"]?.stringValue ?? "", p["nodes"]?.stringValue ?? "",
                         left,
-                        (p["resident"]?.arrayValue ?? []).compactMap(\.stringValue).map { String($0.prefix(19)) }.joined(separator: ","),
+                        (p["resident"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","),
                     ])
                 }
             }
