@@ -73,7 +73,7 @@ public actor PilotAgent {
             await send(.loaded(key: spec.key, error: error.message))
             return
         }
-        evictIfFull(needing: 1)
+        evictIfFull(needing: 1, memoryMB: metadata.resources.memoryMB)
         // Start the first worker now, so the load error (missing packages, bad model) reaches the service.
         do {
             let worker = try await startWorker(spec, metadata)
@@ -93,9 +93,12 @@ public actor PilotAgent {
 
     var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } }
 
-    /// Evicts least recently used idle workers until `needing` more fit.
-    func evictIfFull(needing: Int) {
-        while workerCount + needing > settings.maxWorkers {
+    /// Memory the resident workers declared (`dlhub.resources.memory`), in MB.
+    var memoryInUse: Int { residents.values.reduce(0) { $0 + $1.total * $1.metadata.resources.memoryMB } }
+
+    /// Evicts least recently used idle workers until `needing` more workers (and `memoryMB`) fit.
+    func evictIfFull(needing: Int, memoryMB: Int = 0) {
+        while workerCount + needing > settings.maxWorkers || (memoryMB > 0 && memoryInUse + memoryMB > settings.memoryMB) {
             let candidates = residents.filter { !$0.value.idle.isEmpty }.sorted { $0.value.lastUsed < $1.value.lastUsed }
             guard let (key, _) = candidates.first else { return }
             let worker = residents[key]!.idle.removeFirst()
@@ -152,8 +155,11 @@ public actor PilotAgent {
         let need = max(1, r.metadata.resources.cores)
         let busyCores = residents.values.reduce(0) { $0 + $1.busy * max(1, $1.metadata.resources.cores) }
         guard busyCores + need <= max(settings.cores, need) else { return false }
-        if workerCount >= settings.maxWorkers { evictIfFull(needing: 1) }
-        return workerCount < settings.maxWorkers
+        let memory = r.metadata.resources.memoryMB
+        if workerCount >= settings.maxWorkers || (memory > 0 && memoryInUse + memory > settings.memoryMB) {
+            evictIfFull(needing: 1, memoryMB: memory)
+        }
+        return workerCount < settings.maxWorkers && (memory == 0 || memoryInUse + memory <= settings.memoryMB)
     }
 
     func runOnNewWorker(_ batch: Batch, _ spec: ServableSpec, _ metadata: ServableMetadata) async {

@@ -58,7 +58,7 @@ public struct PilotClient: Sendable {
         outboundContinuation.yield(.hello(hello))
 
         try await channel.executeThenClose { inbound, writer in
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await frame in outbound {
                         try await writer.write(ByteBuffer(bytes: frame.encoded()))

@@ -55,7 +55,7 @@ public final class APIClient: @unchecked Sendable {
         for item in try fm.subpathsOfDirectory(atPath: directory).sorted() {
             let path = directory + "/" + item
             var isDir: ObjCBool = false
-            fm.fileExists(atPath: path, isDirectory: &isDir)
+            _ = fm.fileExists(atPath: path, isDirectory: &isDir)
             if isDir.boolValue {
                 entries.append(TarEntry(path: item, kind: .directory, mode: 0o755))
             } else {

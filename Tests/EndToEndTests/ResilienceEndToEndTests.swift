@@ -49,14 +49,20 @@ import Testing
         #expect(tasks.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 
-    @Test func pilotCancelledMidBatchLosesNothing() async throws {
+    /// A service with a slow doubler published and one pilot already serving it.
+    func startDoublerWithAPilot() async throws -> (ServingHarness, String, ServingHarness.SlurmJob) {
         let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 2)])
-        defer { h.stop() }
         let dir = try ServingFixtures.pythonFunctions(
             in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
         let id = try await h.publish(dir)
         #expect(try await h.api.run(id, ["input": 1]).json["output"] == 2)
         let victim = try #require(try h.slurmJobs(pool: "cpu").first { $0.state == "RUNNING" })
+        return (h, id, victim)
+    }
+
+    @Test func pilotCancelledMidBatchLosesNothing() async throws {
+        let (h, id, victim) = try await startDoublerWithAPilot()
+        defer { h.stop() }
         try await sendAndCheck(h, id, count: 300, delay: 0.02) {
             try await Task.sleep(for: .milliseconds(700))
             let pilots = try await h.pilots()
@@ -70,13 +76,8 @@ import Testing
     }
 
     @Test func nodeFailureMidBatchLosesNothing() async throws {
-        let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 2)])
+        let (h, id, victim) = try await startDoublerWithAPilot()
         defer { h.stop() }
-        let dir = try ServingFixtures.pythonFunctions(
-            in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 8)
-        let id = try await h.publish(dir)
-        #expect(try await h.api.run(id, ["input": 1]).json["output"] == 2)
-        let victim = try #require(try h.slurmJobs(pool: "cpu").first { $0.state == "RUNNING" })
         defer { _ = try? DevCluster.command("scontrol", ["update", "nodename=\(victim.nodes)", "state=resume"]) }
         try await sendAndCheck(h, id, count: 300, delay: 0.02) {
             try await Task.sleep(for: .milliseconds(700))

@@ -199,4 +199,33 @@ import Testing
         #expect(warm.count == 1)
         #expect(warm.first?.state == "RUNNING")
     }
+
+    @Test func runShowsThePendingPilotJobWhileItWaits() async throws {
+        let h = try await ServingHarness(pools: [
+            ServingHarness.pool("cpu"), ServingHarness.pool("bigmem", partition: "bigmem", memory: 64000),
+        ])
+        defer { h.stop() }
+        let dir = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "patient", function: "behave", input: ["type": "string"], output: ["type": "string"],
+            resources: ["memory": "32G"])
+        let id = try await h.publish(dir)
+        // Occupy the only large-memory node, so the pilot job has to queue.
+        let blocker = try DevCluster.command(
+            "sbatch", ["--parsable", "-p", "bigmem", "--exclusive", "-J", "dlhub-test-blocker", "-o", "/dev/null", "--wrap", "sleep 300"])
+        let blockerID = blocker.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!blockerID.isEmpty, "\(blocker.stderr)")
+        defer { _ = try? DevCluster.command("scancel", [blockerID]) }
+        let cli = try CLI(service: h.service)
+        let release = Task {
+            try await Task.sleep(for: .seconds(6))
+            _ = try DevCluster.command("scancel", [blockerID])
+        }
+        let result = try cli.run(as: "root", ["run", id, "--input", "\"late\""], environment: ["SLURM_CONF": DevCluster.defaultConf])
+        try await release.value
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("\"LATE\""))
+        let job = try #require(try h.slurmJobs(pool: "bigmem").first)
+        #expect(result.stderr.contains("pilot job \(job.id) is PENDING (Resources)"), "\(result.stderr)")
+        #expect(result.stderr.contains("waiting"))
+    }
 }

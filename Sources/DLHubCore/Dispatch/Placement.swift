@@ -22,6 +22,6 @@ public enum Placement {
     }
 
     static func fits(_ r: ServableMetadata.Resources, _ p: PoolConfiguration) -> Bool {
-        r.cores <= p.coresPerNode && r.memoryMB <= p.memoryPerNodeMB && r.gpus <= p.gpusPerNode
+        r.cores <= (p.coresPerNode ?? 1) && r.memoryMB <= p.memoryPerNodeMB && r.gpus <= p.gpusPerNode
     }
 }

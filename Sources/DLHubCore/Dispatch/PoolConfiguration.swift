@@ -13,7 +13,8 @@ public struct PoolConfiguration: Sendable, Hashable {
     public var idleTimeoutSeconds: Int = 300
     public var modules: [String] = []
     /// What a node of this pool offers, for placement.
-    public var coresPerNode: Int = 4
+    /// CPUs a pilot requests on each node; nil leaves Slurm's default (one), which runs anywhere.
+    public var coresPerNode: Int?
     public var memoryPerNodeMB: Int = 4000
     public var gpusPerNode: Int = 0
     /// Workers one pilot keeps resident at most.

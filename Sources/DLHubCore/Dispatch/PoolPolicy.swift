@@ -76,7 +76,9 @@ public enum PoolPolicy {
         let drainLead = drainLead(walltimeMinutes: pool.walltimeMinutes)
         let alive = s.pilots.filter { !$0.state.isFinished }
         // Pilots that will still be serving a while from now: not draining, not near their end.
-        let lasting = alive.filter { p in !p.draining && !(p.endTime > 0 && p.endTime - s.now <= replaceLead) }
+        let lasting = alive.filter { p in
+            !p.draining && p.state != .completing && !(p.endTime > 0 && p.endTime - s.now <= replaceLead)
+        }
 
         // Walltime: replace early, drain before the end.
         var submitted = 0

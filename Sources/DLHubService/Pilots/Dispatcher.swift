@@ -12,10 +12,18 @@ import Metrics
 /// for a batch to fill. A batch is owned by the session it was sent to: results from any other
 /// session (one presumed lost) are ignored.
 public actor Dispatcher {
-    struct QueuedItem: Sendable {
-        var id: UInt64
-        var taskID: String
-        var payload: [UInt8]
+    /// One accepted input waiting to run.
+    public struct QueuedItem: Sendable {
+        public var id: UInt64
+        public var taskID: String
+        /// The input as JSON bytes, forwarded to the pilot as they are.
+        public var payload: [UInt8]
+
+        public init(id: UInt64, taskID: String, payload: [UInt8]) {
+            self.id = id
+            self.taskID = taskID
+            self.payload = payload
+        }
     }
 
     struct Queue {
@@ -77,7 +85,8 @@ public actor Dispatcher {
     // MARK: Work in
 
     /// Queues accepted items for a servable version on a pool.
-    func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem]) {
+    public func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem])
+    {
         if queues[key] == nil {
             queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters)
             let d = spec.metadata["dlhub"]

@@ -8,47 +8,39 @@ import GRDB
 /// publish and withdraw keep it current. Visibility is not the index's business: callers filter
 /// the entries it returns with `AccessPolicy`.
 public final class SearchIndex: Sendable {
-    let db: DatabasePool
+    let db: LocalDatabase
 
     public init(path: String) throws(DLHubError) {
-        do {
-            var config = Configuration()
-            config.busyMode = .timeout(10)
-            db = try DatabasePool(path: path, configuration: config)
-            try db.write { db in
-                try db.execute(
-                    sql: """
-                        CREATE TABLE IF NOT EXISTS servables (
-                            id INTEGER PRIMARY KEY,
-                            owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
-                            digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
-                            authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
-                            loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
-                            published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
-                            UNIQUE(owner, name, version));
-                        CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
-                            title, description, authors, domains, names, types, tokenize = 'unicode61');
-                        """)
-            }
-        } catch {
-            throw DLHubError(.internal, "cannot open the search index at \(path): \(error)", cause: error)
-        }
+        db = try LocalDatabase(
+            path: path, name: "search index",
+            schema: """
+                CREATE TABLE IF NOT EXISTS servables (
+                    id INTEGER PRIMARY KEY,
+                    owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+                    digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
+                    authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
+                    loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
+                    published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE(owner, name, version));
+                CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
+                    title, description, authors, domains, names, types, tokenize = 'unicode61');
+                """)
     }
 
     /// Replaces the whole index with what the registry holds.
     public func rebuild(from records: [RegistryRecord]) async throws(DLHubError) {
-        try await write { db in
+        try await db.write { db in
             try db.execute(sql: "DELETE FROM servables; DELETE FROM servables_fts;")
             for r in records { try Self.insert(r, db) }
         }
     }
 
     public func add(_ record: RegistryRecord) async throws(DLHubError) {
-        try await write { db in try Self.insert(record, db) }
+        try await db.write { db in try Self.insert(record, db) }
     }
 
     public func markWithdrawn(owner: String, name: String, version: Int) async throws(DLHubError) {
-        try await write { db in
+        try await db.write { db in
             try db.execute(
                 sql: "UPDATE servables SET withdrawn = 1 WHERE owner = ? AND name = ? AND version = ?", arguments: [owner, name, version])
         }
@@ -104,31 +96,19 @@ public final class SearchIndex: Sendable {
         sql += words.isEmpty ? " ORDER BY s.owner, s.name, s.version" : " ORDER BY f.rank"
         let statement = sql
         let arguments = StatementArguments(args) ?? StatementArguments()
-        return try await read { db in
+        return try await db.read { db in
             try Row.fetchAll(db, sql: statement, arguments: arguments).map(IndexEntry.init(row:))
         }
     }
 
     public func entry(digest: String) async throws(DLHubError) -> IndexEntry? {
-        try await read { db in
+        try await db.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM servables WHERE digest = ?", arguments: [digest]).map(IndexEntry.init(row:))
         }
     }
 
     public func count() async throws(DLHubError) -> Int {
-        try await read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM servables WHERE withdrawn = 0") ?? 0 }
-    }
-
-    func write(_ body: @escaping @Sendable (Database) throws -> Void) async throws(DLHubError) {
-        do { try await db.write(body) } catch {
-            throw DLHubError(.internal, "search index write failed: \(error)", cause: error)
-        }
-    }
-
-    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(DLHubError) -> T {
-        do { return try await db.read(body) } catch {
-            throw DLHubError(.internal, "search index read failed: \(error)", cause: error)
-        }
+        try await db.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM servables WHERE withdrawn = 0") ?? 0 }
     }
 }
 

@@ -7,33 +7,25 @@ import GRDB
 /// completed after the restart. An item's result is stored once: a second answer for the same
 /// item (from a pilot presumed lost) is ignored, so nothing is answered twice.
 public final class TaskStore: Sendable {
-    let db: DatabasePool
+    let db: LocalDatabase
 
     public init(path: String) throws(DLHubError) {
-        do {
-            var config = Configuration()
-            config.busyMode = .timeout(10)
-            db = try DatabasePool(path: path, configuration: config)
-            try db.write { db in
-                try db.execute(
-                    sql: """
-                        CREATE TABLE IF NOT EXISTS tasks (
-                            id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
-                            single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
-                            remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
-                            created REAL NOT NULL, started REAL, finished REAL);
-                        CREATE TABLE IF NOT EXISTS items (
-                            id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
-                            input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
-                            attempts INTEGER NOT NULL DEFAULT 0);
-                        CREATE INDEX IF NOT EXISTS items_by_task ON items(task_id, idx);
-                        CREATE INDEX IF NOT EXISTS items_queued ON items(state) WHERE state = 0;
-                        CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(finished);
-                        """)
-            }
-        } catch {
-            throw DLHubError(.internal, "cannot open the task store at \(path): \(error)", cause: error)
-        }
+        db = try LocalDatabase(
+            path: path, name: "task store",
+            schema: """
+                CREATE TABLE IF NOT EXISTS tasks (
+                    id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
+                    single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
+                    remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
+                    created REAL NOT NULL, started REAL, finished REAL);
+                CREATE TABLE IF NOT EXISTS items (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
+                    input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 0);
+                CREATE INDEX IF NOT EXISTS items_by_task ON items(task_id, idx);
+                CREATE INDEX IF NOT EXISTS items_queued ON items(state) WHERE state = 0;
+                CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(finished);
+                """)
     }
 
     public struct NewTask: Sendable {
@@ -45,11 +37,24 @@ public final class TaskStore: Sendable {
         public var single: Bool
         public var parameters: [UInt8]
         public var inputs: [[UInt8]]
+
+        public init(
+            id: String, owner: String, servable: String, digest: String, pool: String, single: Bool, parameters: [UInt8], inputs: [[UInt8]]
+        ) {
+            self.id = id
+            self.owner = owner
+            self.servable = servable
+            self.digest = digest
+            self.pool = pool
+            self.single = single
+            self.parameters = parameters
+            self.inputs = inputs
+        }
     }
 
     /// Writes a task and its items in one transaction; returns the item ids in input order.
     public func accept(_ task: NewTask) async throws(DLHubError) -> [UInt64] {
-        try await write { db in
+        try await db.write { db in
             try db.execute(
                 sql:
                     "INSERT INTO tasks (id, owner, servable, digest, pool, single, parameters, item_count, remaining, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -69,7 +74,7 @@ public final class TaskStore: Sendable {
 
     /// Records outcomes; returns the ids of tasks this completed. Items already answered are skipped.
     public func complete(_ results: [ItemResult]) async throws(DLHubError) -> [String] {
-        try await write { db in
+        try await db.write { db in
             var finished: [String] = []
             let now = Date().timeIntervalSince1970
             for r in results {
@@ -99,7 +104,7 @@ public final class TaskStore: Sendable {
     public func markStarted(_ taskIDs: Set<String>) async {
         guard !taskIDs.isEmpty else { return }
         let ids = Array(taskIDs)
-        try? await db.write { db in
+        try? await db.pool.write { db in
             let now = Date().timeIntervalSince1970
             for id in ids { try db.execute(sql: "UPDATE tasks SET started = ? WHERE id = ? AND started IS NULL", arguments: [now, id]) }
         }
@@ -107,7 +112,7 @@ public final class TaskStore: Sendable {
 
     /// Counts an attempt on items whose pilot was lost; returns their attempt counts.
     public func countAttempt(_ itemIDs: [UInt64]) async throws(DLHubError) -> [UInt64: Int] {
-        try await write { db in
+        try await db.write { db in
             var out: [UInt64: Int] = [:]
             for id in itemIDs {
                 try db.execute(sql: "UPDATE items SET attempts = attempts + 1 WHERE id = ?", arguments: [Int64(bitPattern: id)])
@@ -119,7 +124,7 @@ public final class TaskStore: Sendable {
 
     /// Everything accepted but not answered, oldest first: what a restart must queue again.
     public func unfinished() async throws(DLHubError) -> [PendingItem] {
-        try await read { db in
+        try await db.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -144,7 +149,7 @@ public final class TaskStore: Sendable {
     }
 
     public func task(_ id: String) async throws(DLHubError) -> TaskRecord? {
-        try await read { db in
+        try await db.read { db in
             guard let t = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
             let items = try Row.fetchAll(db, sql: "SELECT state, output, error FROM items WHERE task_id = ? ORDER BY idx", arguments: [id])
                 .map { row in
@@ -159,24 +164,12 @@ public final class TaskStore: Sendable {
 
     /// Deletes finished tasks older than `seconds`.
     public func purge(finishedBefore cutoff: Double) async throws(DLHubError) -> Int {
-        try await write { db in
+        try await db.write { db in
             try db.execute(
                 sql: "DELETE FROM items WHERE task_id IN (SELECT id FROM tasks WHERE finished IS NOT NULL AND finished < ?)",
                 arguments: [cutoff])
             try db.execute(sql: "DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?", arguments: [cutoff])
             return db.changesCount
-        }
-    }
-
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(DLHubError) -> T {
-        do { return try await db.write(body) } catch {
-            throw DLHubError(.internal, "task store write failed: \(error)", cause: error)
-        }
-    }
-
-    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(DLHubError) -> T {
-        do { return try await db.read(body) } catch {
-            throw DLHubError(.internal, "task store read failed: \(error)", cause: error)
         }
     }
 }

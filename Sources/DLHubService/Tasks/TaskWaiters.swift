@@ -27,7 +27,7 @@ public actor TaskWaiters {
             }
             let first = await group.next() ?? false
             group.cancelAll()
-            await self.cancel(id, token)
+            self.cancel(id, token)
             return first || recentlyFinished.removeValue(forKey: id) != nil
         }
     }

@@ -48,7 +48,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             if !parameters.isEmpty { body["parameters"] = .object(parameters) }
             let client = try options.client()
-            let firstWait = async ? 0 : min(wait, 5)
+            let firstWait = async ? 0 : min(wait, 1)
             var reply = try await client.request(
                 "POST", "/v1/servables/\(reference)/run?wait=\(firstWait)", body: JSONValue.object(body).encoded())
             let taskID = reply.json["id"]?.stringValue ?? ""
