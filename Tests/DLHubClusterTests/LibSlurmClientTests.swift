@@ -76,6 +76,22 @@ import Testing
         #expect(info.nodes == "node4")
     }
 
+    @Test func signalReachesTheRunningJob() async throws {
+        let marker = scratch.file("signalled")
+        // The signal goes to the job's steps, as the pilot's srun step receives Slurm's warnings.
+        let step = scratch.file("step.sh")
+        try "#!/bin/bash\ntrap 'echo got USR1 > \(marker); exit 0' USR1\nfor i in $(seq 600); do sleep 0.1; done\n"
+            .write(toFile: step, atomically: true, encoding: .utf8)
+        chmod(step, 0o755)
+        let id = try await slurm.submit(job("dlhub-test-signal", "#!/bin/bash\nsrun \(step)\n"))
+        _ = try await waitFor(id) { $0.state == .running }
+        try await Task.sleep(for: .milliseconds(500))  // let the script install its trap
+        try await slurm.signal(id, signal: SIGUSR1)
+        let info = try await waitFor(id, timeout: 30) { $0.state.isFinished }
+        #expect(info.state == .completed)
+        #expect(try String(contentsOfFile: marker, encoding: .utf8) == "got USR1\n")
+    }
+
     @Test func unknownJobIsNil() async throws {
         #expect(try await slurm.job(4_000_000_000) == nil)
     }

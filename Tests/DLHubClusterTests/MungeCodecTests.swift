@@ -32,6 +32,14 @@ import Testing
         do { _ = try codec.decode("not a credential at all") } catch { #expect(error.kind == .invalid) }
     }
 
+    @Test func expiredCredentialIsItsOwnError() async throws {
+        let credential = try codec.encode(ttl: 1)
+        try await Task.sleep(for: .seconds(2.5))
+        do { _ = try codec.decode(credential); Issue.record("decoded an expired credential") } catch {
+            #expect(error.kind == .expired)
+        }
+    }
+
     @Test func unreachableDaemonIsItsOwnError() throws {
         let offline = MungeCodec(socketPath: "/nonexistent/munge.socket")
         do { _ = try offline.encode(); Issue.record("encoded without munged") } catch {
