@@ -13,6 +13,9 @@ struct LocalDatabase: Sendable {
         do {
             var config = Configuration()
             config.busyMode = .timeout(10)
+            // WAL with synchronous=NORMAL: a commit survives a crash of dlhubd (SIGKILL) without an
+            // fsync per request; only a power loss may drop the last commits.
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             pool = try DatabasePool(path: path, configuration: config)
             try pool.write { db in try db.execute(sql: schema) }
         } catch {

@@ -50,10 +50,12 @@ struct ServingRoutes: Sendable {
             throw DLHubError(.notFound, "no task \(id) of yours; tasks are kept for a limited time after they finish")
         }
         var extra: [String: JSONValue] = [:]
+        var running = false
         if task.finished == nil {
+            running = await runner.dispatcher.isRunning(id)
             extra["location"] = .string("/v1/tasks/\(id)")
             if let waiting = await manager.waiting(pool: task.pool) { extra["waiting_for"] = waiting }
         }
-        return Response.json(task.json(extra: extra), status: task.finished == nil ? .accepted : .ok)
+        return Response.json(task.json(running: running, extra: extra), status: task.finished == nil ? .accepted : .ok)
     }
 }

@@ -67,6 +67,8 @@ public actor Dispatcher {
     var sessions: [Int: Session] = [:]
     var failedLoads: [String: [Int: String]] = [:]
     var nextBatchID: UInt64 = 1
+    /// Tasks with items on pilots, and how many.
+    var runningTasks: [String: Int] = [:]
     var nextSessionID = 1
     /// Attempts after which an item whose pilots keep vanishing is failed.
     let maxAttempts = 3
@@ -127,6 +129,7 @@ public actor Dispatcher {
         session.outbound.finish()
         for (k, v) in failedLoads { failedLoads[k] = v.filter { $0.key != sessionID } }
         let held = session.inFlight
+        for b in held.values { landed(b.items) }
         if !held.isEmpty {
             logger.warning(
                 "pilot lost with work in flight; re-queueing",
@@ -178,7 +181,10 @@ public actor Dispatcher {
             let back = returned.compactMap { sessions[sessionID]!.inFlight.removeValue(forKey: $0) }
             if !back.isEmpty {
                 // Handed back unstarted: not a failed attempt.
-                for b in back { queues[b.key]?.items.insert(contentsOf: b.items, at: 0) }
+                for b in back {
+                    landed(b.items)
+                    queues[b.key]?.items.insert(contentsOf: b.items, at: 0)
+                }
                 itemsRequeued.increment(by: back.reduce(0) { $0 + $1.items.count })
             }
             logger.info(
@@ -197,6 +203,7 @@ public actor Dispatcher {
             return
         }
         if sessions[sessionID]!.inFlight.isEmpty { sessions[sessionID]!.idleSince = Date() }
+        landed(batch.items)
         let expected = Set(batch.items.map(\.id))
         var answered = results.items.filter { expected.contains($0.id) }
         let missing = expected.subtracting(answered.map(\.id))
@@ -253,7 +260,6 @@ public actor Dispatcher {
     // MARK: Matching work to pilots
 
     func pump() {
-        var startedTasks = Set<String>()
         for key in queues.keys {
             guard var q = queues[key], !q.items.isEmpty else { continue }
             let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
@@ -274,7 +280,7 @@ public actor Dispatcher {
                             id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
                             items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
                 for item in items {
-                    startedTasks.insert(item.taskID)
+                    runningTasks[item.taskID, default: 0] += 1
                     q.enqueuedAt.removeValue(forKey: item.id)
                 }
                 itemsDispatched.increment(by: items.count)
@@ -290,9 +296,19 @@ public actor Dispatcher {
             }
         }
         updateGauge()
-        if !startedTasks.isEmpty {
-            let store = self.store
-            Task { await store.markStarted(startedTasks) }
+    }
+
+    /// Whether some of a task's items are on a pilot now.
+    public func isRunning(_ taskID: String) -> Bool { (runningTasks[taskID] ?? 0) > 0 }
+
+    /// Items of `batch` left the pilots (answered, or back to the queue).
+    func landed(_ items: [QueuedItem]) {
+        for item in items {
+            if let n = runningTasks[item.taskID], n > 1 {
+                runningTasks[item.taskID] = n - 1
+            } else {
+                runningTasks.removeValue(forKey: item.taskID)
+            }
         }
     }
 

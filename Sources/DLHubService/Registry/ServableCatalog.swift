@@ -11,6 +11,9 @@ public final class ServableCatalog: Sendable {
     public let registry: Registry
     public let index: SearchIndex
     let logger: Logger
+    /// Published versions are immutable, so their records are read from the shared filesystem
+    /// once; withdrawal (which goes through this catalog) drops the cached copy.
+    private let cache = RecordCache()
     let publishes = Counter(label: "dlhub_publish_total")
     let withdrawals = Counter(label: "dlhub_withdraw_total")
 
@@ -58,22 +61,28 @@ public final class ServableCatalog: Sendable {
         switch reference {
         case .digest(let digest):
             guard let entry = try await index.entry(digest: digest) else { throw notFound }
-            record = try registry.record(owner: entry.owner, name: entry.name, version: entry.version)
+            record = try cachedRecord(owner: entry.owner, name: entry.name, version: entry.version)
         case .version(let owner, let name, let version):
-            record = try registry.record(owner: owner, name: name, version: version)
+            record = try cachedRecord(owner: owner, name: name, version: version)
         case .latest(let owner, let name):
-            var found: RegistryRecord?
-            var newestTombstone: RegistryRecord?
-            for v in registry.versions(owner: owner, name: name).reversed() {
-                guard let r = try registry.record(owner: owner, name: name, version: v) else { continue }
-                if r.withdrawal == nil { found = r; break }
-                if newestTombstone == nil { newestTombstone = r }
-            }
-            record = found ?? newestTombstone
+            // The newest version that is not withdrawn, else the newest tombstone (from the index:
+            // no directory listing on the shared filesystem per request).
+            let versions = try await index.search(query: nil, owner: owner, name: name, includeWithdrawn: true)
+            let newest = versions.filter { !$0.withdrawn }.max { $0.version < $1.version } ?? versions.max { $0.version < $1.version }
+            record = try newest.flatMap { e throws(DLHubError) in try cachedRecord(owner: owner, name: name, version: e.version) }
         }
         guard let record, AccessPolicy.canSee(owner: record.owner, visibleTo: record.metadata.visibleTo, caller: caller) else {
             throw notFound
         }
+        return record
+    }
+
+    /// A version's record, from the cache or the registry.
+    public func cachedRecord(owner: String, name: String, version: Int) throws(DLHubError) -> RegistryRecord? {
+        let key = "\(owner)/\(name)@\(version)"
+        if let hit = cache.get(key) { return hit }
+        guard let record = try registry.record(owner: owner, name: name, version: version) else { return nil }
+        cache.put(key, record)
         return record
     }
 
@@ -107,6 +116,7 @@ public final class ServableCatalog: Sendable {
             throw DLHubError(.withdrawn, "\(record.id)@\(version) is already withdrawn")
         }
         try registry.withdraw(owner: owner, name: name, version: version, by: caller.login, reason: reason)
+        cache.remove("\(owner)/\(name)@\(version)")
         try await index.markWithdrawn(owner: owner, name: name, version: version)
         withdrawals.increment()
         logger.info("withdrawn", metadata: ["servable": "\(record.id)@\(version)", "user": "\(caller.login)"])
@@ -130,5 +140,30 @@ extension RegistryRecord {
             out["withdrawn"] = .null
         }
         return .object(out)
+    }
+}
+
+/// A small thread-safe map of registry records.
+final class RecordCache: @unchecked Sendable {
+    private var records: [String: RegistryRecord] = [:]
+    private let lock = NSLock()
+
+    func get(_ key: String) -> RegistryRecord? {
+        lock.lock()
+        defer { lock.unlock() }
+        return records[key]
+    }
+
+    func put(_ key: String, _ record: RegistryRecord) {
+        lock.lock()
+        defer { lock.unlock() }
+        if records.count > 10_000 { records.removeAll() }
+        records[key] = record
+    }
+
+    func remove(_ key: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        records.removeValue(forKey: key)
     }
 }

@@ -112,7 +112,7 @@ public final class Runner: Sendable {
             let first = items[0]
             let parameters = (try? JSONValue.parse(first.parameters)) ?? .object([:])
             guard let entry = try await catalog.index.entry(digest: first.digest),
-                let record = try catalog.registry.record(owner: entry.owner, name: entry.name, version: entry.version),
+                let record = try catalog.cachedRecord(owner: entry.owner, name: entry.name, version: entry.version),
                 record.withdrawal == nil,
                 case .success(let pool) = Placement.pool(for: record.metadata.resources, in: pools)
             else {

@@ -17,7 +17,7 @@ public final class TaskStore: Sendable {
                     id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
                     single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
                     remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
-                    created REAL NOT NULL, started REAL, finished REAL);
+                    created REAL NOT NULL, finished REAL);
                 CREATE TABLE IF NOT EXISTS items (
                     id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
                     input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
@@ -101,15 +101,6 @@ public final class TaskStore: Sendable {
         }
     }
 
-    public func markStarted(_ taskIDs: Set<String>) async {
-        guard !taskIDs.isEmpty else { return }
-        let ids = Array(taskIDs)
-        try? await db.pool.write { db in
-            let now = Date().timeIntervalSince1970
-            for id in ids { try db.execute(sql: "UPDATE tasks SET started = ? WHERE id = ? AND started IS NULL", arguments: [now, id]) }
-        }
-    }
-
     /// Counts an attempt on items whose pilot was lost; returns their attempt counts.
     public func countAttempt(_ itemIDs: [UInt64]) async throws(DLHubError) -> [UInt64: Int] {
         try await db.write { db in
@@ -158,7 +149,7 @@ public final class TaskStore: Sendable {
             return TaskRecord(
                 id: t["id"], owner: t["owner"], servable: t["servable"], digest: t["digest"], pool: t["pool"], single: t["single"],
                 itemCount: t["item_count"], remaining: t["remaining"], failed: t["failed"], created: t["created"],
-                started: t["started"], finished: t["finished"], items: items)
+                finished: t["finished"], items: items)
         }
     }
 
@@ -186,7 +177,6 @@ public struct TaskRecord: Sendable {
     public var remaining: Int
     public var failed: Int
     public var created: Double
-    public var started: Double?
     public var finished: Double?
     public var items: [Item]
 
@@ -197,15 +187,18 @@ public struct TaskRecord: Sendable {
         public var error: String?
     }
 
-    public var status: String {
-        if finished != nil { return failed == 0 ? "completed" : (failed == itemCount ? "failed" : "completed_with_errors") }
-        return started == nil ? "queued" : "running"
+    /// `completed`, `failed` or `completed_with_errors` once finished; before that the service
+    /// says `queued` or `running` from what its dispatcher holds.
+    public var status: String? {
+        guard finished != nil else { return nil }
+        return failed == 0 ? "completed" : (failed == itemCount ? "failed" : "completed_with_errors")
     }
 
     /// The API document: `output` (or `error`) for a single input, `outputs` and `errors` for many.
-    public func json(extra: [String: JSONValue] = [:]) -> JSONValue {
+    public func json(running: Bool = false, extra: [String: JSONValue] = [:]) -> JSONValue {
         var out: [String: JSONValue] = [
-            "id": .string(id), "servable": .string(servable), "digest": .string(digest), "status": .string(status),
+            "id": .string(id), "servable": .string(servable), "digest": .string(digest),
+            "status": .string(status ?? (running ? "running" : "queued")),
             "created": .double(created), "items": .int(Int64(itemCount)), "remaining": .int(Int64(remaining)),
         ]
         if let finished { out["finished"] = .double(finished); out["seconds"] = .double(finished - created) }
