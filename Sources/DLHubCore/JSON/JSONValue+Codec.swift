@@ -1,7 +1,7 @@
 /// Parsing and serialising JSON without Foundation's bridging, so that output is deterministic.
 ///
-/// `encoded(canonical: true)` writes object keys sorted by their UTF-8 bytes and no whitespace:
-/// the canonical form that content digests are computed over.
+/// `encoded()` writes object keys sorted by their UTF-8 bytes and no whitespace: the canonical
+/// form that content digests are computed over (and, with `pretty`, what people read).
 extension JSONValue {
     /// Parses a complete JSON text.
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
@@ -13,13 +13,12 @@ extension JSONValue {
         try parse(Array(text.utf8))
     }
 
-    /// The JSON text of this value; `canonical` sorts keys, `pretty` indents for people.
-    public func encoded(canonical: Bool = true, pretty: Bool = false) -> [UInt8] {
+    /// The JSON text of this value, keys sorted; `pretty` indents for people.
+    public func encoded(pretty: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(to: &out, pretty: pretty, indent: 0)
         if pretty { out.append(UInt8(ascii: "\n")) }
-        _ = canonical  // keys are always sorted: one form for people and for digests
         return out
     }
 

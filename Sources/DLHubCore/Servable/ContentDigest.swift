@@ -44,7 +44,7 @@ public enum ContentDigest {
         }
         var hasher = SHA256()
         hasher.update(data: Array("dlhub-servable-v1\n".utf8))
-        hasher.update(data: doc.encoded(canonical: true))
+        hasher.update(data: doc.encoded())
         hasher.update(data: Array("\n".utf8))
         hasher.update(data: Array(manifest(files).utf8))
         return "sha256:" + hex(hasher.finalize())

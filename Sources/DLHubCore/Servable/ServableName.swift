@@ -10,7 +10,7 @@ public enum ServableName {
         if name.contains("/") { return "the \(kind) '\(name)' contains '/'" }
         if name.contains("..") { return "the \(kind) '\(name)' contains '..'" }
         if name.contains(where: { $0.isWhitespace }) { return "the \(kind) '\(name)' contains spaces" }
-        guard let first = name.unicodeScalars.first, first.properties.isASCIIHexDigit || isLetterOrDigit(first)
+        guard let first = name.unicodeScalars.first, isLetterOrDigit(first)
         else { return "the \(kind) '\(name)' must start with a letter or digit" }
         for s in name.unicodeScalars where !(isLetterOrDigit(s) || s == "." || s == "_" || s == "-") {
             return "the \(kind) '\(name)' contains '\(s)'; use letters, digits, '.', '_' and '-'"

@@ -76,7 +76,7 @@ struct LoginCommand: AsyncParsableCommand {
     func run() async throws {
         try await CLIError.guarding {
             let client = try options.client()
-            guard let url = URLFor(client) else { return }
+            let url = client.baseURL
             let reply = try await client.requestWithMunge("POST", "/v1/auth/token")
             guard let token = reply.json["token"]?.stringValue, let exp = reply.json["expires_at"]?.intValue else {
                 throw CLIError("the service returned no token")
@@ -89,8 +89,6 @@ struct LoginCommand: AsyncParsableCommand {
             print("logged in as \(login) at \(url); token saved in \(Credentials.tokenFile)")
         }
     }
-
-    func URLFor(_ c: ServiceClient) -> String? { c.baseURL }
 }
 
 /// `dlhub whoami`.
