@@ -10,7 +10,7 @@ public enum ServingFixtures {
     public static func pythonFunctions(
         in parent: String, name: String, function: String, input: JSONValue, output: JSONValue,
         timeout: Double = 60, resources: JSONValue? = nil, dependencies: [String: String] = [:],
-        maxBatchSize: Int = 64
+        maxBatchSize: Int = 64, deterministic: Bool = false
     ) throws -> String {
         let dir = parent + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -52,6 +52,7 @@ public enum ServingFixtures {
                     ]
                 ],
                 "timeout": .double(timeout), "batching": ["max_batch_size": .int(Int64(maxBatchSize)), "max_delay_ms": 5],
+                "deterministic": .bool(deterministic),
             ],
         ]
         _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))

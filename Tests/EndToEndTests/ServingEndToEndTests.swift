@@ -228,4 +228,27 @@ import Testing
         #expect(result.stderr.contains("pilot job \(job.id) is PENDING (Resources)"), "\(result.stderr)")
         #expect(result.stderr.contains("waiting"))
     }
+
+    @Test func deterministicServablesAnswerRepeatsFromTheCache() async throws {
+        let h = try await ServingHarness()
+        defer { h.stop() }
+        let dir = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "memo", function: "pid", input: ["type": "integer"], output: ["type": "integer"], deterministic: true)
+        let id = try await h.publish(dir)
+        func hits() async throws -> Int {
+            let text = try await h.api.send("GET", "/metrics").json.stringValue ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix("dlhub_cache_hits_total ") }
+            return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
+        }
+        let first = try await h.api.run(id, ["inputs": [1, 2]]).json["outputs"]
+        #expect(try await hits() == 0)
+        // The same inputs again: answered from the cache, same outputs.
+        let again = try await h.api.run(id, ["inputs": [2, 1, 3]]).json["outputs"]
+        #expect(try await hits() == 2)
+        #expect(again?.arrayValue?[0] == first?.arrayValue?[1] && again?.arrayValue?[1] == first?.arrayValue?[0])
+        // Opting out runs it again.
+        #expect(try await h.api.run(id, ["input": 1, "cache": false]).status == 200)
+        #expect(try await hits() == 2)
+        #expect(try await h.api.send("POST", "/v1/servables/\(id)/run", json: ["input": 1, "cache": "yes"]).status == 400)
+    }
 }

@@ -60,6 +60,7 @@ public actor Dispatcher {
 
     let store: TaskStore
     let waiters: TaskWaiters
+    let cache = ResultCache()
     let logger: Logger
     var queues: [String: Queue] = [:]
     /// `owner/name@N` for each queue key, for people.
@@ -76,6 +77,7 @@ public actor Dispatcher {
     let itemsDispatched = Counter(label: "dlhub_items_dispatched_total")
     let batchesDispatched = Counter(label: "dlhub_batches_dispatched_total")
     let itemsRequeued = Counter(label: "dlhub_items_requeued_total")
+    let cacheHits = Counter(label: "dlhub_cache_hits_total")
     let queuedGauge = Gauge(label: "dlhub_items_queued")
 
     public init(store: TaskStore, waiters: TaskWaiters, logger: Logger) {
@@ -85,6 +87,25 @@ public actor Dispatcher {
     }
 
     // MARK: Work in
+
+    /// Answers from the result cache what a deterministic servable already computed; returns the
+    /// items still to run.
+    public func answerFromCache(key: String, items: [QueuedItem]) async -> [QueuedItem] {
+        var hits: [ItemResult] = []
+        var misses: [QueuedItem] = []
+        for item in items {
+            if let output = cache.get(ResultCache.key(key, item.payload)) {
+                hits.append(ItemResult(id: item.id, outcome: .output(output)))
+            } else {
+                misses.append(item)
+            }
+        }
+        if !hits.isEmpty {
+            cacheHits.increment(by: hits.count)
+            await record(hits)
+        }
+        return misses
+    }
 
     /// Queues accepted items for a servable version on a pool.
     public func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem])
@@ -208,6 +229,12 @@ public actor Dispatcher {
         var answered = results.items.filter { expected.contains($0.id) }
         let missing = expected.subtracting(answered.map(\.id))
         answered += missing.map { ItemResult(id: $0, outcome: .error("the pilot returned no result for this item")) }
+        if queues[batch.key]?.metadata.deterministic == true {
+            let payloads = Dictionary(uniqueKeysWithValues: batch.items.map { ($0.id, $0.payload) })
+            for r in answered {
+                if case .output(let bytes) = r.outcome, let input = payloads[r.id] { cache.put(ResultCache.key(batch.key, input), bytes) }
+            }
+        }
         await record(answered)
     }
 

@@ -70,6 +70,7 @@ public final class Runner: Sendable {
         }
         let parameters = request["parameters"] ?? .object([:])
         guard parameters.objectValue != nil else { throw DLHubError(.badRequest, "\"parameters\" must be an object of keyword arguments") }
+        if let c = request["cache"], c.boolValue == nil { throw DLHubError(.badRequest, "\"cache\" must be true or false") }
         let pool: PoolConfiguration
         switch Placement.pool(for: metadata.resources, in: pools) {
         case .success(let p): pool = p
@@ -82,10 +83,15 @@ public final class Runner: Sendable {
                 id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
                 single: single,
                 parameters: parameterBytes, inputs: inputs.map { $0.encoded() }))
-        let items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, payload: $1.encoded()) }
-        await dispatcher.enqueue(
-            key: Self.queueKey(digest: record.digest, parameters: parameters), spec: spec(record, parameters), metadata: metadata,
-            pool: pool.name, parameters: parameterBytes, items: items)
+        var items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, payload: $1.encoded()) }
+        let key = Self.queueKey(digest: record.digest, parameters: parameters)
+        if metadata.deterministic, request["cache"]?.boolValue ?? true {
+            items = await dispatcher.answerFromCache(key: key, items: items)
+        }
+        if !items.isEmpty {
+            await dispatcher.enqueue(
+                key: key, spec: spec(record, parameters), metadata: metadata, pool: pool.name, parameters: parameterBytes, items: items)
+        }
         return Accepted(taskID: taskID, pool: pool.name)
     }
 
