@@ -70,6 +70,57 @@ public enum ServingFixtures {
         return dir
     }
 
+    /// An ONNX servable: the iris classifier converted with skl2onnx, served by onnxruntime.
+    public static func onnxIris(in parent: String) throws -> String {
+        let dir = parent + "/onnx-iris"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let script = """
+            import sys, numpy as np
+            from sklearn.datasets import load_iris
+            from sklearn.linear_model import LogisticRegression
+            from skl2onnx import to_onnx
+            X, y = load_iris(return_X_y=True)
+            m = LogisticRegression(max_iter=500).fit(X, y)
+            onx = to_onnx(m, X[:1].astype(np.float32), options={id(m): {"zipmap": False}})
+            open(sys.argv[1] + "/model.onnx", "wb").write(onx.SerializeToString())
+            """
+        let result = try Subprocess.run("/usr/bin/env", ["python3", "-c", script, dir])
+        guard result.status == 0 else {
+            throw TestSetupError("making the ONNX model failed (slurm/install-deps installs skl2onnx): \(result.stderr)")
+        }
+        let doc: JSONValue = [
+            "datacite": ["titles": [["title": "Iris classifier (ONNX)"]], "creators": [["creatorName": "Test, Suite"]]],
+            "dlhub": [
+                "name": "onnx-iris", "visible_to": ["public"], "files": ["model": "model.onnx"],
+                "dependencies": ["python": ["onnxruntime": ""]],
+            ],
+            "servable": [
+                "shim": "onnx.ONNXServable",
+                "methods": [
+                    "run": [
+                        "input": ["type": "ndarray", "shape": [nil, 4]], "output": ["type": "ndarray", "shape": [nil]], "parameters": [:],
+                        "method_details": [:],
+                    ]
+                ],
+            ],
+        ]
+        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+        return dir
+    }
+
+    /// The first output of an ONNX model run in-process with onnxruntime.
+    public static func onnxInProcess(model: String, rows: JSONValue) throws -> JSONValue {
+        let script = """
+            import json, sys, numpy as np, onnxruntime
+            s = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+            x = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
+            print(json.dumps(s.run(None, {s.get_inputs()[0].name: x})[0].tolist()))
+            """
+        let result = try Subprocess.run("/usr/bin/env", ["python3", "-c", script, model, rows.encodedString()])
+        guard result.status == 0 else { throw TestSetupError("in-process ONNX run failed: \(result.stderr)") }
+        return try JSONValue.parse(result.stdout)
+    }
+
     /// Predictions of the trained model called in-process, the reference a served answer must equal.
     public static func inProcessPredictions(model: String, rows: JSONValue) throws -> JSONValue {
         let script =

@@ -251,4 +251,16 @@ import Testing
         #expect(try await hits() == 2)
         #expect(try await h.api.send("POST", "/v1/servables/\(id)/run", json: ["input": 1, "cache": "yes"]).status == 400)
     }
+
+    @Test func onnxModelServesWhatOnnxruntimeComputesInProcess() async throws {
+        let h = try await ServingHarness()
+        defer { h.stop() }
+        let dir = try ServingFixtures.onnxIris(in: h.work.path)
+        let id = try await h.publish(dir)
+        let rows: JSONValue = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+        let reply = try await h.api.run(id, ["input": rows])
+        #expect(reply.status == 200, "\(reply.json)")
+        #expect(reply.json["output"] == (try ServingFixtures.onnxInProcess(model: dir + "/model.onnx", rows: rows)))
+        #expect(reply.json["output"] == [0, 2, 1])
+    }
 }
