@@ -141,6 +141,13 @@ public actor PilotAgent {
         }
     }
 
+    /// After a worker or core frees up: this servable first, then any other with queued batches
+    /// (they may have been waiting for exactly that core).
+    func scheduleAll(first key: String) {
+        schedule(key)
+        for other in residents.keys where other != key && !(residents[other]?.queue.isEmpty ?? true) { schedule(other) }
+    }
+
     /// Moves the next queued batch of `key` to running.
     private func take(_ key: String) -> Batch {
         residents[key]!.busy += 1
@@ -173,6 +180,7 @@ public actor PilotAgent {
                 BatchResults(
                     batchID: batch.id, items: batch.items.map { ItemResult(id: $0.id, outcome: .error("cannot start a worker: \(error)")) })
             )
+            scheduleAll(first: spec.key)
         }
     }
 
@@ -209,7 +217,7 @@ public actor PilotAgent {
             worker?.stop()
         }
         await finish(batch, BatchResults(batchID: batch.id, items: results))
-        schedule(batch.key)
+        scheduleAll(first: batch.key)
     }
 
     func finish(_ batch: Batch, _ results: BatchResults) async {
