@@ -102,7 +102,11 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
     public func file(_ name: String) -> String { path + "/" + name }
 
-    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+    /// Removes the directory, unless `DLHUB_KEEP_TEST_DIRS=1` asks to keep it for a post-mortem.
+    public func remove() {
+        guard ProcessInfo.processInfo.environment["DLHUB_KEEP_TEST_DIRS"] != "1" else { return }
+        try? FileManager.default.removeItem(atPath: path)
+    }
 
     deinit { remove() }
 }

@@ -1,6 +1,11 @@
 import DLHubCore
 import DLHubTesting
 import Foundation
+import Testing
+
+/// Every test that runs pilot jobs, one at a time: their pilots share the cluster's nodes, and a
+/// test that fails a node (or fills a partition) would otherwise hit another test's pilots.
+@Suite(.serialized) struct ClusterServingTests {}
 
 /// A live dlhubd on the local Slurm cluster with test pools, plus an API client.
 struct ServingHarness {

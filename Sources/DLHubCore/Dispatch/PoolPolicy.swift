@@ -96,22 +96,23 @@ public enum PoolPolicy {
         }
 
         guard !s.paused else { return actions }
-        let capacity = alive.count - alive.filter { $0.replaced || $0.draining }.count + submitted
-        // Keep the minimum warm.
-        var count = lasting.count + submitted
-        while count < pool.minPilots, capacity + (count - lasting.count - submitted) < pool.maxPilots {
+        // Pilots that count against `max`: those not on their way out, plus what this round submits.
+        var total = alive.filter { !$0.draining && !$0.replaced }.count + submitted
+        // Pilots that will be serving a while from now.
+        var serving = lasting.count + submitted
+        while serving < pool.minPilots, total < pool.maxPilots {
             actions.append(.submit(reason: "keeping \(pool.minPilots) pilot(s) warm"))
-            count += 1
+            serving += 1
+            total += 1
         }
         // Demand: nothing lasting to serve queued work, or more work than the pilots' slots absorb.
         let pending = lasting.filter { $0.state == .pending || !$0.connected }.count
-        let freeSlots = lasting.filter { $0.connected }.reduce(0) { $0 + max(0, $1.slots - $1.busy) }
-        let totalAfter = alive.filter { !$0.draining }.count + (count - lasting.count)
-        if s.queuedItems > 0, totalAfter < pool.maxPilots {
-            if count == 0 {
+        let slots = lasting.filter { $0.connected }.reduce(0) { $0 + $1.slots }
+        if s.queuedItems > 0, total < pool.maxPilots {
+            if serving == 0 {
                 actions.append(.submit(reason: "\(s.queuedItems) item(s) queued and no pilot"))
-            } else if pending == 0, s.queuedItems > max(1, freeSlots + lasting.reduce(0) { $0 + $1.slots }) * itemsPerSlotBeforeScaling {
-                actions.append(.submit(reason: "\(s.queuedItems) item(s) queued beyond what \(count) pilot(s) absorb"))
+            } else if pending == 0, s.queuedItems > max(1, slots) * itemsPerSlotBeforeScaling {
+                actions.append(.submit(reason: "\(s.queuedItems) item(s) queued beyond what \(serving) pilot(s) absorb"))
             }
         }
         // Idle pilots beyond the minimum are released.

@@ -1,6 +1,5 @@
 import DLHubCluster
 import DLHubCore
-import Dispatch
 import Foundation
 
 /// Turns a munge credential into the caller who made it.
@@ -13,7 +12,6 @@ public protocol MungeVerifying: Sendable {
 /// Verifies credentials with libmunge and looks the uid up in the host's account database.
 public struct MungeVerifier: MungeVerifying {
     let codec: MungeCodec
-    static let queue = DispatchQueue(label: "dlhub.munge", attributes: .concurrent)
 
     public init(codec: MungeCodec = MungeCodec()) {
         self.codec = codec
@@ -21,26 +19,16 @@ public struct MungeVerifier: MungeVerifying {
 
     public func verify(credential: String) async throws(DLHubError) -> Caller {
         let codec = self.codec
-        let result: Result<Caller, DLHubError> = await withCheckedContinuation { continuation in
-            Self.queue.async {
-                do throws(MungeError) {
-                    let identity = try codec.decode(credential)
-                    guard let caller = UserDirectory.caller(uid: identity.uid, gid: identity.gid) else {
-                        continuation.resume(
-                            returning: .failure(
-                                DLHubError(
-                                    .unauthenticated,
-                                    "uid \(identity.uid) has no account on the service host; ask the site to make accounts consistent across hosts"
-                                )))
-                        return
-                    }
-                    continuation.resume(returning: .success(caller))
-                } catch {
-                    continuation.resume(returning: .failure(error.asDLHubError))
-                }
+        return try await BlockingIO.run { () throws(DLHubError) in
+            let identity: MungeIdentity
+            do throws(MungeError) { identity = try codec.decode(credential) } catch { throw error.asDLHubError }
+            guard let caller = UserDirectory.caller(uid: identity.uid, gid: identity.gid) else {
+                throw DLHubError(
+                    .unauthenticated,
+                    "uid \(identity.uid) has no account on the service host; ask the site to make accounts consistent across hosts")
             }
+            return caller
         }
-        return try result.get()
     }
 }
 

@@ -32,7 +32,6 @@ public actor Dispatcher {
         var pool: String
         var parameters: [UInt8]
         var items: [QueuedItem] = []
-        var enqueuedAt: [UInt64: Date] = [:]
     }
 
     struct InFlight {
@@ -117,8 +116,6 @@ public actor Dispatcher {
                 "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
                 + (key.contains("+") ? "(params)" : "")
         }
-        let now = Date()
-        for item in items { queues[key]!.enqueuedAt[item.id] = now }
         queues[key]!.items += items
         updateGauge()
         pump()
@@ -306,10 +303,7 @@ public actor Dispatcher {
                         Batch(
                             id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
                             items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
-                for item in items {
-                    runningTasks[item.taskID, default: 0] += 1
-                    q.enqueuedAt.removeValue(forKey: item.id)
-                }
+                for item in items { runningTasks[item.taskID, default: 0] += 1 }
                 itemsDispatched.increment(by: items.count)
                 batchesDispatched.increment()
                 free -= 1
@@ -348,17 +342,12 @@ public actor Dispatcher {
     public struct PoolLoad: Sendable {
         public var queuedItems: Int
         public var sessions: [Session]
-        /// Oldest queued item's wait, for "is anyone waiting" questions.
-        public var oldestWait: TimeInterval
     }
 
     public func load(pool: String) -> PoolLoad {
-        let qs = queues.values.filter { $0.pool == pool }
-        let now = Date()
-        let oldest = qs.flatMap { $0.enqueuedAt.values }.min().map { now.timeIntervalSince($0) } ?? 0
-        return PoolLoad(
-            queuedItems: qs.reduce(0) { $0 + $1.items.count }, sessions: sessions.values.filter { $0.hello.pool == pool },
-            oldestWait: oldest)
+        PoolLoad(
+            queuedItems: queues.values.filter { $0.pool == pool }.reduce(0) { $0 + $1.items.count },
+            sessions: sessions.values.filter { $0.hello.pool == pool })
     }
 
     public func allSessions() -> [Session] { Array(sessions.values) }

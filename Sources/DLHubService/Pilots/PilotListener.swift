@@ -18,7 +18,7 @@ public final class PilotListener: Service, @unchecked Sendable {
     let isOurJob: @Sendable (UInt32) async -> Bool
     let munge: MungeCodec
     let logger: Logger
-    private let boundPort = NIOLockedBox<Int?>(nil)
+    private let boundPort = LockedBox<Int?>(nil)
     private let bound = AsyncStream<Int>.makeStream()
 
     public init(
@@ -131,7 +131,7 @@ public final class PilotListener: Service, @unchecked Sendable {
 }
 
 /// A value shared between the listener's run loop and callers; set once.
-final class NIOLockedBox<T: Sendable>: @unchecked Sendable {
+final class LockedBox<T: Sendable>: @unchecked Sendable {
     private var stored: T
     private let lock = NSLock()
     init(_ value: T) { stored = value }

@@ -76,9 +76,6 @@ public actor PilotManager {
 
     public func isOurJob(_ id: UInt32) -> Bool { jobs[id].map { $0.endedAt == nil } ?? false }
 
-    /// How many pilot jobs this service has submitted to a pool.
-    public func submittedCount(pool: String) -> Int { poolStates[pool]?.submitted ?? 0 }
-
     /// One round: observe every job, then act on every pool.
     public func tick(now: Date = Date()) async {
         for (id, job) in jobs where job.endedAt == nil {

@@ -28,7 +28,7 @@ public final class ServableCatalog: Sendable {
         let abandoned = registry.removeAbandonedStaging()
         if abandoned > 0 { logger.info("removed half-written publications left by a crash", metadata: ["count": "\(abandoned)"]) }
         let registry = self.registry, logger = self.logger
-        let records = await Task.detached { registry.allRecords(logger: logger) }.value
+        let records = try await BlockingIO.run { registry.allRecords(logger: logger) }
         try await index.rebuild(from: records)
         logger.info("search index rebuilt from the registry", metadata: ["registry.versions": "\(records.count)"])
     }
@@ -42,10 +42,7 @@ public final class ServableCatalog: Sendable {
         }
         let entries = try TarArchive.read(archive)
         let registry = self.registry
-        let result: Result<RegistryRecord, DLHubError> = await Task.detached {
-            do throws(DLHubError) { return .success(try registry.publish(entries: entries, owner: owner)) } catch { return .failure(error) }
-        }.value
-        let record = try result.get()
+        let record = try await BlockingIO.run { () throws(DLHubError) in try registry.publish(entries: entries, owner: owner) }
         try await index.add(record)
         publishes.increment()
         logger.info(
@@ -115,7 +112,10 @@ public final class ServableCatalog: Sendable {
         if record.withdrawal != nil {
             throw DLHubError(.withdrawn, "\(record.id)@\(version) is already withdrawn")
         }
-        try registry.withdraw(owner: owner, name: name, version: version, by: caller.login, reason: reason)
+        let registry = self.registry
+        try await BlockingIO.run { () throws(DLHubError) in
+            try registry.withdraw(owner: owner, name: name, version: version, by: caller.login, reason: reason)
+        }
         cache.remove("\(owner)/\(name)@\(version)")
         try await index.markWithdrawn(owner: owner, name: name, version: version)
         withdrawals.increment()

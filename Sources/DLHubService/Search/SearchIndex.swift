@@ -106,10 +106,6 @@ public final class SearchIndex: Sendable {
             try Row.fetchOne(db, sql: "SELECT * FROM servables WHERE digest = ?", arguments: [digest]).map(IndexEntry.init(row:))
         }
     }
-
-    public func count() async throws(DLHubError) -> Int {
-        try await db.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM servables WHERE withdrawn = 0") ?? 0 }
-    }
 }
 
 /// One row of the search index: what lists and search results show.

@@ -103,7 +103,7 @@ struct WhoAmICommand: AsyncParsableCommand {
             if options.json { return Output.json(reply.json) }
             let groups = (reply.json["groups"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
             print("\(reply.json["login"]?.stringValue ?? "?") (uid \(reply.json["uid"]?.intValue ?? -1)); groups: \(groups)")
-            print("service: \(client.baseURL); credentials: \(Credentials.usedToken ? "token from `dlhub login`" : "munge")")
+            print("service: \(client.baseURL); credentials: \(client.token != nil ? "token from `dlhub login`" : "munge")")
         }
     }
 }

@@ -10,12 +10,15 @@ import Glibc
 /// Talks HTTP to `dlhubd`: finds it, authenticates, and turns error documents into messages.
 struct ServiceClient {
     let baseURL: String
+    /// The token from `dlhub login` for this service, read once; nil means munge per request.
+    let token: String?
 
     /// Finds the service: `--url`, `DLHUB_URL`, or the registry's `service.json`.
     init(url: String?, registry: String?) throws {
         let env = ProcessInfo.processInfo.environment
         if let url = url ?? env["DLHUB_URL"], !url.isEmpty {
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            token = Credentials.cachedToken(for: baseURL)
             return
         }
         let candidates = [registry, env["DLHUB_REGISTRY"]].compactMap { $0 }
@@ -24,6 +27,7 @@ struct ServiceClient {
                 let json = try? JSONValue.parse(Array(data)), let u = json["url"]?.stringValue
             {
                 baseURL = u
+                token = Credentials.cachedToken(for: u)
                 return
             }
         }
@@ -56,7 +60,7 @@ struct ServiceClient {
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
         if authenticate {
-            let header = forceMunge ? try Credentials.mungeHeader() : try Credentials.authorizationHeader(for: baseURL)
+            let header = try token.flatMap { forceMunge ? nil : "Bearer \($0)" } ?? Credentials.mungeHeader()
             request.setValue(header, forHTTPHeaderField: "Authorization")
         }
         let data: Data
@@ -71,8 +75,8 @@ struct ServiceClient {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         let json = (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self))
         if status >= 400, !acceptStatuses.contains(status) {
-            if status == 401, Credentials.usedToken {
-                Credentials.forgetToken(for: baseURL)
+            if status == 401, token != nil, !forceMunge {
+                Credentials.forgetToken()
             }
             var message = json["error"]?["message"]?.stringValue ?? "HTTP \(status): \(json.encodedString())"
             if let details = json["error"]?["details"]?.arrayValue, !details.isEmpty,
@@ -91,17 +95,6 @@ struct ServiceClient {
 
 /// Credentials for requests: a cached token from `dlhub login`, else a fresh munge credential.
 enum Credentials {
-    nonisolated(unsafe) static var usedToken = false
-
-    static func authorizationHeader(for baseURL: String) throws -> String {
-        if let token = cachedToken(for: baseURL) {
-            usedToken = true
-            return "Bearer \(token)"
-        }
-        usedToken = false
-        return try mungeHeader()
-    }
-
     static func mungeHeader() throws -> String {
         do {
             return "Munge " + (try MungeCodec().encode())
@@ -141,7 +134,7 @@ enum Credentials {
         guard rename(temp, path) == 0 else { throw CLIError("cannot write \(path)") }
     }
 
-    static func forgetToken(for baseURL: String) {
+    static func forgetToken() {
         unlink(tokenFile)
     }
 }
