@@ -1,7 +1,8 @@
 import DLHubCore
 import Foundation
 
-/// A real `dlhubd` process over a scratch registry, for end-to-end tests.
+/// A real `dlhubd` process over a scratch registry, for end-to-end tests, run as the
+/// unprivileged service account (never root) from the test install.
 public final class LiveService: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let process: Process
@@ -11,22 +12,37 @@ public final class LiveService: @unchecked Sendable {
     public var stateDirectory: String { directory.file("state") }
 
     /// Starts dlhubd on a free port and waits until it has written service.json.
+    ///
+    /// `config` is written as its configuration file; unless it names one, the worker Python is
+    /// the default worker environment (`TestInstall.workerPython`).
     public init(directory: TemporaryDirectory? = nil, config: JSONValue? = nil, environment: [String: String] = [:]) throws {
+        try TestInstall.require()
         self.directory = try directory ?? TemporaryDirectory("dlhub-e2e")
+        try TestInstall.handToServiceAccount(self.directory.path)
         logPath = self.directory.file("dlhubd-\(UInt32.random(in: 0...UInt32.max)).log")
         try? FileManager.default.removeItem(atPath: self.directory.file("registry/service.json"))
-        var args = ["--registry", self.directory.file("registry"), "--state-dir", self.directory.file("state"), "--listen", "127.0.0.1:0"]
-        if let config {
-            let path = self.directory.file("dlhubd.json")
-            _ = FileManager.default.createFile(atPath: path, contents: Data(config.encoded(pretty: true)))
-            args += ["--config", path]
-        }
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try BuiltProducts.path("dlhubd"))
-        process.arguments = args
-        var env = ProcessInfo.processInfo.environment
+        var settings = config ?? [:]
+        if settings["python"] == nil { settings = settings.setting(["python"], to: .string(TestInstall.workerPython)) }
+        let configPath = self.directory.file("dlhubd.json")
+        _ = FileManager.default.createFile(atPath: configPath, contents: Data(settings.encoded(pretty: true)))
+        chmod(configPath, 0o644)
+        let args = [
+            "--registry", self.directory.file("registry"), "--state-dir", self.directory.file("state"), "--listen", "127.0.0.1:0",
+            "--config", configPath,
+        ]
+        // setpriv and env both exec: the process is dlhubd itself, so kill() reaches it.
+        let user = TestInstall.serviceUser
+        var env = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": String(cString: getpwnam(user)!.pointee.pw_dir), "USER": user,
+            "LOGNAME": user, "LANG": "C.UTF-8",
+        ]
+        env["SLURM_CONF"] = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? DevCluster.defaultConf
         for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments =
+            ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "/usr/bin/env", "-i"]
+            + env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [try TestInstall.executable("dlhubd")] + args
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
@@ -76,7 +92,7 @@ public struct CLI: Sendable {
     public let registry: String
 
     public init(service: LiveService) throws {
-        executable = try BuiltProducts.userAccessibleCopy("dlhub")
+        executable = try TestInstall.executable("dlhub")
         registry = service.registry
     }
 
@@ -88,25 +104,4 @@ public struct CLI: Sendable {
         for (k, v) in environment { env[k] = v }
         return try Subprocess.run(as: user, executable, args, environment: env, directory: directory)
     }
-}
-
-extension BuiltProducts {
-    /// A copy of a built executable in a world-readable place, so other test users can run it
-    /// wherever the checkout lives.
-    public static func userAccessibleCopy(_ name: String) throws -> String {
-        let source = try path(name)
-        let dir = "/tmp/dlhub-test-bin-\(getpid())"
-        let target = dir + "/" + name
-        lock.lock()
-        defer { lock.unlock() }
-        if !FileManager.default.fileExists(atPath: target) {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            try FileManager.default.copyItem(atPath: source, toPath: target + ".tmp")
-            chmod(target + ".tmp", 0o755)
-            rename(target + ".tmp", target)
-        }
-        return target
-    }
-
-    static let lock = NSLock()
 }

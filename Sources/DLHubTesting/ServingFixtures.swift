@@ -65,7 +65,7 @@ public enum ServingFixtures {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.copyItem(atPath: BuiltProducts.packageRoot + "/examples/sklearn-iris", toPath: dir)
         try? FileManager.default.removeItem(atPath: dir + "/model.joblib")
-        let result = try Subprocess.run("/usr/bin/env", ["python3", dir + "/train.py"])
+        let result = try Subprocess.run(TestInstall.workerPython, [dir + "/train.py"])
         guard result.status == 0 else { throw TestSetupError("training the iris example failed: \(result.stderr)") }
         return dir
     }
@@ -84,7 +84,7 @@ public enum ServingFixtures {
             onx = to_onnx(m, X[:1].astype(np.float32), options={id(m): {"zipmap": False}})
             open(sys.argv[1] + "/model.onnx", "wb").write(onx.SerializeToString())
             """
-        let result = try Subprocess.run("/usr/bin/env", ["python3", "-c", script, dir])
+        let result = try Subprocess.run(TestInstall.workerPython, ["-c", script, dir])
         guard result.status == 0 else {
             throw TestSetupError("making the ONNX model failed (slurm/install-deps installs skl2onnx): \(result.stderr)")
         }
@@ -116,7 +116,7 @@ public enum ServingFixtures {
             x = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
             print(json.dumps(s.run(None, {s.get_inputs()[0].name: x})[0].tolist()))
             """
-        let result = try Subprocess.run("/usr/bin/env", ["python3", "-c", script, model, rows.encodedString()])
+        let result = try Subprocess.run(TestInstall.workerPython, ["-c", script, model, rows.encodedString()])
         guard result.status == 0 else { throw TestSetupError("in-process ONNX run failed: \(result.stderr)") }
         return try JSONValue.parse(result.stdout)
     }
@@ -125,7 +125,7 @@ public enum ServingFixtures {
     public static func inProcessPredictions(model: String, rows: JSONValue) throws -> JSONValue {
         let script =
             "import joblib, json, sys; m = joblib.load(sys.argv[1]); print(json.dumps(m.predict(json.loads(sys.argv[2])).tolist()))"
-        let result = try Subprocess.run("/usr/bin/env", ["python3", "-c", script, model, rows.encodedString()])
+        let result = try Subprocess.run(TestInstall.workerPython, ["-c", script, model, rows.encodedString()])
         guard result.status == 0 else { throw TestSetupError("in-process prediction failed: \(result.stderr)") }
         return try JSONValue.parse(result.stdout)
     }

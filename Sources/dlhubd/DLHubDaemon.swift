@@ -35,6 +35,9 @@ struct DLHubDaemon: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["DLHUB_LOG_LEVEL"] ?? "info"
 
+    @Flag(name: .customLong("allow-root"), help: "Run as root anyway: for a throwaway development cluster only, never on a shared one.")
+    var allowRoot = false
+
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -45,6 +48,13 @@ struct DLHubDaemon: AsyncParsableCommand {
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
         let logger = Logger(label: "dlhubd")
+        if geteuid() == 0 {
+            guard allowRoot else {
+                logger.critical("\(Self.rootRefusal)")
+                throw ExitCode(78)  // EX_CONFIG
+            }
+            logger.warning("running as root because --allow-root was given: pilots and every servable's code run as root too")
+        }
 
         let server: DLHubServer
         do throws(DLHubError) {
@@ -69,4 +79,11 @@ struct DLHubDaemon: AsyncParsableCommand {
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
+
+    static let rootRefusal = """
+        dlhubd refuses to run as root: its pilots and every published servable's code would run with root's rights on \
+        the compute nodes. Run it as the service account instead (scripts/service-account creates one named dlhub): \
+        `runuser -u dlhub -- dlhubd ...`, or User=dlhub in a systemd unit. On a throwaway development cluster only, \
+        --allow-root skips this check.
+        """
 }

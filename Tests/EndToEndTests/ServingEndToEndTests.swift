@@ -27,6 +27,8 @@ extension ClusterServingTests {
             #expect(first.json["output"] == expected)
             let jobsAfterFirst = try h.slurmJobs(pool: "cpu")
             #expect(jobsAfterFirst.count == 1)
+            // The pilot (and so its workers) runs as the service account, never root.
+            #expect(jobsAfterFirst.first?.user == TestInstall.serviceUser)
 
             // Warm: answered by the resident worker, no new Slurm job.
             let second = try await h.api.run(id, ["input": [[6.3, 3.3, 6.0, 2.5]]])

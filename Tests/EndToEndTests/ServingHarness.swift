@@ -59,12 +59,12 @@ struct ServingHarness {
     /// Pilot jobs of a pool as Slurm lists them (every state, while MinJobAge keeps them).
     func slurmJobs(pool: String) throws -> [SlurmJob] {
         let out = try DevCluster.command(
-            "squeue", ["-h", "--states=all", "-n", "dlhub-pilot-\(self.pool(pool))", "-o", "%i|%T|%V|%e|%N|%P"]
+            "squeue", ["-h", "--states=all", "-n", "dlhub-pilot-\(self.pool(pool))", "-o", "%i|%T|%V|%e|%N|%P|%u"]
         ).stdout
         return out.split(separator: "\n").compactMap { line in
             let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 6, let id = UInt32(f[0]) else { return nil }
-            return SlurmJob(id: id, state: f[1], submit: f[2], end: f[3], nodes: f[4], partition: f[5])
+            guard f.count == 7, let id = UInt32(f[0]) else { return nil }
+            return SlurmJob(id: id, state: f[1], submit: f[2], end: f[3], nodes: f[4], partition: f[5], user: f[6])
         }
     }
 
@@ -75,6 +75,7 @@ struct ServingHarness {
         var end: String
         var nodes: String
         var partition: String
+        var user: String
     }
 
     func stop() {
