@@ -37,7 +37,7 @@ let package = Package(
         // The domain, with no I/O: metadata, validation, identifiers, archives, state machines.
         .target(
             name: "DLHubCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // The one target that imports libslurm and libmunge.
@@ -110,7 +110,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "DLHubCoreTests", dependencies: ["DLHubCore", "DLHubTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DLHubCoreTests",
+            dependencies: ["DLHubCore", "DLHubTesting", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubTesting"], swiftSettings: swiftSettings),
         .testTarget(

@@ -14,6 +14,14 @@ public actor PilotAgent {
         /// Workers resident at most (all servables together); the least recently used idle one is evicted.
         public var maxWorkers: Int
         public var startTimeoutSeconds: Double = 300
+        public var isolation: IsolationMode = .bubblewrap
+        public var bubblewrap = "bwrap"
+        public var readOnlyPaths: [String] = []
+        public var containerCommand = ApptainerCommand.defaultTemplate
+        public var workerTmpMB = 1024
+        public var workerNetwork = false
+        /// The job's GPUs (`CUDA_VISIBLE_DEVICES`), shared out to workers that declare GPUs.
+        public var visibleDevices: String?
 
         public init(python: String, workerScript: String, cores: Int, memoryMB: Int, maxWorkers: Int) {
             self.python = python
@@ -21,6 +29,20 @@ public actor PilotAgent {
             self.cores = cores
             self.memoryMB = memoryMB
             self.maxWorkers = maxWorkers
+        }
+
+        var launcher: WorkerLauncher.Settings {
+            var l = WorkerLauncher.Settings()
+            l.isolation = isolation
+            l.bubblewrap = bubblewrap
+            l.readOnlyPaths = readOnlyPaths
+            l.containerCommand = containerCommand
+            l.workerTmpMB = workerTmpMB
+            l.workerNetwork = workerNetwork
+            l.python = python
+            l.workerScript = workerScript
+            l.memoryMB = memoryMB
+            return l
         }
     }
 
@@ -37,6 +59,11 @@ public actor PilotAgent {
     let settings: Settings
     let send: @Sendable (PilotFrame) async -> Void
     let logger: Logger
+    /// Checked once at start: how workers are sandboxed on this node.
+    let launcher: WorkerLauncher
+    /// The pilot's own environment (without its secret), for loading modules.
+    let environment: [String: String]
+    var gpus: GPUAssignment
     var residents: [String: Resident] = [:]
     var running: Set<UInt64> = []
     public private(set) var draining = false
@@ -46,7 +73,13 @@ public actor PilotAgent {
         self.settings = settings
         self.logger = logger
         self.send = send
+        launcher = WorkerLauncher(settings: settings.launcher)
+        environment = ProcessInfo.processInfo.environment.filter { $0.key != PilotProof.environmentVariable }
+        gpus = GPUAssignment(visibleDevices: settings.visibleDevices)
     }
+
+    /// What the sandbox check at start found, for the hello.
+    public nonisolated var isolation: IsolationStatus { launcher.status }
 
     /// Batches the pilot can hold at once: one per core, at least one.
     public var slots: Int { max(1, settings.cores) }
@@ -58,19 +91,19 @@ public actor PilotAgent {
         case .batch(let batch): enqueue(batch)
         case .drain(let reason): await beginDrain(reason: reason)
         case .welcome, .heartbeat: break
-        case .hello, .loaded, .results, .credit, .bye:
+        case .hello, .authenticate, .loaded, .results, .credit, .bye:
             logger.warning("unexpected frame from the service", metadata: ["frame": "\(frame)"])
         }
     }
 
     func load(_ spec: ServableSpec) async {
         if residents[spec.key] != nil {
-            await send(.loaded(key: spec.key, error: nil))
+            await send(.loaded(key: spec.key, error: nil, log: ""))
             return
         }
         let metadata: ServableMetadata
         do { metadata = try ServableMetadata.validate(spec.metadata) } catch {
-            await send(.loaded(key: spec.key, error: error.message))
+            await send(.loaded(key: spec.key, error: error.message, log: ""))
             return
         }
         evictIfFull(needing: 1, memoryMB: metadata.resources.memoryMB)
@@ -79,16 +112,19 @@ public actor PilotAgent {
             let worker = try await startWorker(spec, metadata)
             residents[spec.key] = Resident(spec: spec, metadata: metadata, idle: [worker])
             logger.info("servable resident", metadata: ["servable.key": "\(spec.key)", "servable.dir": "\(spec.directory)"])
-            await send(.loaded(key: spec.key, error: nil))
+            await send(.loaded(key: spec.key, error: nil, log: worker.loadLog))
+        } catch let failure as StartFailure {
+            logger.warning("servable failed to load", metadata: ["servable.key": "\(spec.key)", "error": "\(failure.message)"])
+            await send(.loaded(key: spec.key, error: failure.message, log: failure.log))
         } catch {
             logger.warning("servable failed to load", metadata: ["servable.key": "\(spec.key)", "error": "\(error)"])
-            await send(.loaded(key: spec.key, error: "\(error)"))
+            await send(.loaded(key: spec.key, error: "\(error)", log: ""))
         }
     }
 
     func unload(_ key: String) {
         guard let r = residents.removeValue(forKey: key) else { return }
-        r.idle.forEach { $0.stop() }
+        r.idle.forEach { retire($0) }
     }
 
     var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } }
@@ -102,7 +138,7 @@ public actor PilotAgent {
             let candidates = residents.filter { !$0.value.idle.isEmpty }.sorted { $0.value.lastUsed < $1.value.lastUsed }
             guard let (key, _) = candidates.first else { return }
             let worker = residents[key]!.idle.removeFirst()
-            worker.stop()
+            retire(worker)
             if residents[key]!.total == 0, residents[key]!.queue.isEmpty {
                 residents.removeValue(forKey: key)
                 let send = self.send
@@ -187,12 +223,15 @@ public actor PilotAgent {
     func run(_ batch: Batch, on worker: WorkerProcess, metadata: ServableMetadata, spec: ServableSpec) async {
         var worker: WorkerProcess? = worker
         var results: [ItemResult]
+        var log = ""
         do {
-            results = try await Self.execute(batch, items: batch.items, on: worker!)
+            (results, log) = try await Self.execute(batch, items: batch.items, on: worker!)
         } catch let failure {
-            worker?.stop()
+            if let w = worker { retire(w) }
             worker = nil
-            // Find the culprit: run each item alone on a fresh worker, so only the bad ones fail.
+            log = ""
+            // Find the culprit: run each item alone on a fresh worker, so only the bad ones fail;
+            // a crash message then carries only stderr of that one item's run.
             if batch.items.count == 1 {
                 results = [ItemResult(id: batch.items[0].id, outcome: .error("\(failure)"))]
             } else {
@@ -200,9 +239,9 @@ public actor PilotAgent {
                 for item in batch.items {
                     do {
                         if worker == nil { worker = try await startWorker(spec, metadata) }
-                        results += try await Self.execute(batch, items: [item], on: worker!)
+                        results += try await Self.execute(batch, items: [item], on: worker!).results
                     } catch {
-                        worker?.stop()
+                        if let w = worker { retire(w) }
                         worker = nil
                         results.append(ItemResult(id: item.id, outcome: .error("\(error)")))
                     }
@@ -211,13 +250,19 @@ public actor PilotAgent {
         }
         if var r = residents[batch.key] {
             r.busy -= 1
-            if let worker, worker.isRunning { r.idle.append(worker) }
+            if let worker, worker.isRunning { r.idle.append(worker) } else if let worker { retire(worker) }
             residents[batch.key] = r
-        } else {
-            worker?.stop()
+        } else if let worker {
+            retire(worker)
         }
-        await finish(batch, BatchResults(batchID: batch.id, items: results))
+        await finish(batch, BatchResults(batchID: batch.id, items: results, log: log))
         scheduleAll(first: batch.key)
+    }
+
+    /// Stops a worker and gives its GPUs back.
+    func retire(_ worker: WorkerProcess) {
+        worker.stop()
+        gpus.release(worker.id)
     }
 
     func finish(_ batch: Batch, _ results: BatchResults) async {
@@ -227,7 +272,11 @@ public actor PilotAgent {
     }
 
     /// Runs items as one worker request; item payloads are spliced in as they came.
-    static func execute(_ batch: Batch, items: [Batch.Item], on worker: WorkerProcess) async throws -> [ItemResult] {
+    static func execute(
+        _ batch: Batch, items: [Batch.Item], on worker: WorkerProcess
+    ) async throws -> (
+        results: [ItemResult], log: String
+    ) {
         var request: [UInt8] = Array(#"{"batch":"#.utf8) + Array(String(batch.id).utf8) + Array(#","parameters":"#.utf8)
         request += batch.parameters.isEmpty ? Array("{}".utf8) : batch.parameters
         request += Array(#","inputs":["#.utf8)
@@ -238,7 +287,7 @@ public actor PilotAgent {
         request += Array("]}".utf8)
         let timeout = batch.timeoutSeconds
         let line = request
-        let reply: [UInt8] = try await withCheckedThrowingContinuation { continuation in
+        let (reply, log): ([UInt8], String) = try await withCheckedThrowingContinuation { continuation in
             worker.queue.async {
                 do { continuation.resume(returning: try worker.exchange(line, timeout: timeout)) } catch {
                     continuation.resume(throwing: error)
@@ -246,51 +295,61 @@ public actor PilotAgent {
             }
         }
         guard let json = try? JSONValue.parse(reply), let list = json["results"]?.arrayValue, list.count == items.count else {
-            throw WorkerProcess.Failure.protocolError("expected {\"results\": [...]} with \(items.count) entries")
+            throw WorkerProcess.Failure.protocolError(
+                "the worker broke the protocol: expected {\"results\": [...]} with \(items.count) entries")
         }
-        return zip(items, list).map { item, r in
+        let results = zip(items, list).map { item, r in
             if let output = r["output"] { return ItemResult(id: item.id, outcome: .output(output.encoded())) }
             return ItemResult(id: item.id, outcome: .error(r["error"]?.stringValue ?? "the servable returned neither output nor error"))
         }
+        return (results, log)
+    }
+
+    /// Why a worker did not start, with what it wrote to stderr while trying.
+    struct StartFailure: Error, CustomStringConvertible {
+        var message: String
+        var log: String
+        var description: String { message }
     }
 
     func startWorker(_ spec: ServableSpec, _ metadata: ServableMetadata) async throws -> WorkerProcess {
-        var env = ProcessInfo.processInfo.environment
-        let threads = String(max(1, metadata.resources.cores))
-        for k in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] { env[k] = threads }
-        env["DLHUB_SERVABLE_DIR"] = spec.directory
-        env["PYTHONUNBUFFERED"] = "1"
-        let command: [String]
-        if metadata.loader == .executable {
-            var parts = metadata.methodDetails["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            guard !parts.isEmpty else { throw WorkerProcess.Failure.protocolError("the servable declares no command") }
-            if !parts[0].hasPrefix("/") { parts[0] = spec.directory + "/" + parts[0] }
-            command = parts
-        } else {
-            command = [Self.resolve(settings.python), settings.workerScript, spec.directory]
+        let label = spec.key
+        let needGPUs = metadata.resources.gpus
+        let token = UUID().uuidString
+        var devices: [String] = []
+        if needGPUs > 0 {
+            guard let taken = gpus.take(needGPUs, for: token) else {
+                throw StartFailure(
+                    message:
+                        "the servable needs \(needGPUs) GPU(s) of its own, but \(gpus.free.count) of this pilot's \(gpus.count) are free",
+                    log: "")
+            }
+            devices = taken
+        }
+        let launch: WorkerLauncher.Launch
+        do { launch = try launcher.launch(spec, metadata, gpus: devices, pilotEnvironment: environment) } catch {
+            gpus.release(token)
+            throw StartFailure(message: "\(error)", log: "")
         }
         let timeout = settings.startTimeoutSeconds
-        let label = spec.key
-        let environment = env
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    continuation.resume(
-                        returning: try WorkerProcess(
-                            command: command, directory: spec.directory, environment: environment, startTimeout: timeout, label: label))
-                } catch { continuation.resume(throwing: error) }
+        let pinned = devices
+        do {
+            let worker = try await withCheckedThrowingContinuation { continuation in
+                DispatchQueue.global().async {
+                    do {
+                        continuation.resume(
+                            returning: try WorkerProcess(launch: launch, id: token, gpus: pinned, startTimeout: timeout, label: label))
+                    } catch { continuation.resume(throwing: error) }
+                }
             }
+            return worker
+        } catch {
+            gpus.release(token)
+            if case .exited(_, let stderr) = error as? WorkerProcess.Failure {
+                throw StartFailure(message: "\(error)", log: stderr)
+            }
+            throw StartFailure(message: "\(error)", log: "")
         }
-    }
-
-    /// `python3` -> `/usr/bin/python3`, searching PATH like a shell.
-    static func resolve(_ program: String) -> String {
-        if program.contains("/") { return program }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(dir)/\(program)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return program
     }
 
     /// Stops taking work: queued batches go back to the service, running ones finish.
@@ -308,7 +367,7 @@ public actor PilotAgent {
             await withCheckedContinuation { self.drained = $0 }
         }
         await send(.bye(reason: reason, returned: returned))
-        for r in residents.values { r.idle.forEach { $0.stop() } }
+        for r in residents.values { r.idle.forEach { retire($0) } }
         residents.removeAll()
     }
 
@@ -324,7 +383,7 @@ public actor PilotAgent {
     }
 
     public func shutdown() {
-        for r in residents.values { r.idle.forEach { $0.stop() } }
+        for r in residents.values { r.idle.forEach { retire($0) } }
         residents.removeAll()
     }
 }

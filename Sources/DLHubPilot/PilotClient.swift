@@ -6,8 +6,10 @@ import NIOCore
 import NIOPosix
 
 /// The pilot's connection to `dlhubd`: it connects out (nodes reach the service, not the other
-/// way), says hello with a munge credential, then relays frames between the service and the
-/// `PilotAgent` until it is drained, told to leave, or loses the service.
+/// way), says hello with a munge credential, makes the service prove it is the one that
+/// submitted this job before taking anything from it, proves itself in turn (`PilotProof`), then
+/// relays frames between the service and the `PilotAgent` until it is drained, told to leave, or
+/// loses the service.
 public struct PilotClient: Sendable {
     public struct Options: Sendable {
         public var host: String
@@ -17,13 +19,19 @@ public struct PilotClient: Sendable {
         public var node: String
         public var gpus: Int
         public var walltimeEnd: Int64
+        /// The job's secret, from its environment (`PilotProof.environmentVariable`).
+        public var secret: String
         public var heartbeatSeconds: Double = 5
         /// On Slurm's walltime warning, drain this many seconds before the end (not at once).
         public var selfDrainLeadSeconds: Double = 8
+        /// How long the service has to prove itself.
+        public var handshakeSeconds: Double = 30
+        public var frameLimit = PilotFrame.maximumLength
         public var settings: PilotAgent.Settings
 
         public init(
-            host: String, port: Int, pool: String, jobID: UInt32, node: String, gpus: Int, walltimeEnd: Int64, settings: PilotAgent.Settings
+            host: String, port: Int, pool: String, jobID: UInt32, node: String, gpus: Int, walltimeEnd: Int64, secret: String,
+            settings: PilotAgent.Settings
         ) {
             self.host = host
             self.port = port
@@ -32,6 +40,7 @@ public struct PilotClient: Sendable {
             self.node = node
             self.gpus = gpus
             self.walltimeEnd = walltimeEnd
+            self.secret = secret
             self.settings = settings
         }
     }
@@ -45,84 +54,140 @@ public struct PilotClient: Sendable {
     }
 
     /// Runs until the service says goodbye or drains the pilot; `signals` yields when Slurm warns
-    /// that the walltime is ending (or the job is being cancelled).
+    /// that the walltime is ending (or the job is being cancelled). Throws when the peer is not
+    /// the service that submitted this job.
     public func run(signals: AsyncStream<Int32>) async throws {
-        let channel = try await connect()
+        let connection = try await connect()
         let (outbound, outboundContinuation) = AsyncStream.makeStream(of: PilotFrame.self)
         let agent = PilotAgent(settings: options.settings, logger: logger) { frame in outboundContinuation.yield(frame) }
+        let isolation = agent.isolation
+        if case .unavailable = isolation {
+            logger.error("the worker sandbox does not work on this node; workers will not start", metadata: ["isolation": "\(isolation)"])
+        } else if isolation == .available(.none) {
+            logger.warning("workers run without a sandbox (isolation: none): any servable acts with the service account's rights")
+        }
         let credential = try MungeCodec().encode(payload: Array(String(options.jobID).utf8))
+        let nonce = PilotProof.random()
         let hello = PilotHello(
             credential: credential, jobID: options.jobID, node: options.node, cores: options.settings.cores,
             memoryMB: options.settings.memoryMB, gpus: options.gpus, walltimeEnd: options.walltimeEnd, pool: options.pool,
-            slots: await agent.slots)
-        outboundContinuation.yield(.hello(hello))
+            slots: await agent.slots, nonce: nonce, isolation: isolation.description)
+        let channel = connection.channel
+        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(options.handshakeSeconds * 1000))) {
+            channel.close(promise: nil)
+        }
 
-        try await channel.executeThenClose { inbound, writer in
-            await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await frame in outbound {
-                        try await writer.write(ByteBuffer(bytes: frame.encoded()))
-                        if case .bye = frame { return }
-                    }
-                }
-                group.addTask {
-                    var buffer: [UInt8] = []
-                    for try await chunk in inbound {
-                        buffer += Array(buffer: chunk)
-                        for frame in try PilotFrame.split(&buffer) {
-                            if case .drain = frame {
-                                Task { await agent.handle(frame) }
-                            } else {
-                                await agent.handle(frame)
-                            }
-                        }
-                    }
-                    throw DLHubError(.unavailable, "the service closed the connection")
-                }
-                group.addTask {
-                    for await signal in signals {
-                        if signal == SIGUSR1 {
-                            // Slurm may send the walltime warning up to a minute early: keep serving until
-                            // shortly before the end (dlhubd drains the pilot itself once its replacement is up).
-                            let wait = Double(options.walltimeEnd) - Date().timeIntervalSince1970 - options.selfDrainLeadSeconds
-                            logger.info("walltime warning received", metadata: ["drain_in_s": "\(Int(max(0, wait)))"])
-                            Task {
-                                if wait > 0 { try? await Task.sleep(for: .seconds(wait)) }
-                                await agent.beginDrain(reason: "walltime ending")
-                            }
-                        } else {
-                            logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
-                            await agent.beginDrain(reason: "signal \(signal)")
-                        }
-                    }
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try await Task.sleep(for: .seconds(options.heartbeatSeconds))
-                        outboundContinuation.yield(.heartbeat(await agent.status()))
-                    }
-                }
-                // The writer finishing (after bye) or the service leaving ends the pilot.
-                do {
-                    try await group.next()
-                } catch {
-                    logger.warning("connection to the service ended", metadata: ["error": "\(error)"])
-                }
-                group.cancelAll()
+        try await connection.executeThenClose { inbound, writer in
+            var iterator = inbound.makeAsyncIterator()
+            try await writer.write(.hello(hello))
+            // Nothing is taken from the peer until it proves it is the service that submitted this job.
+            let first: PilotFrame?
+            do { first = try await iterator.next() } catch {
+                throw DLHubError(.unauthenticated, "the service did not complete the handshake: \(error)")
             }
+            let welcome: PilotWelcome
+            switch first {
+            case .welcome(let w)?:
+                welcome = w
+            case .drain(let reason)?:
+                throw DLHubError(.unauthenticated, "the service refused this pilot: \(reason)")
+            case let other?:
+                throw DLHubError(
+                    .unauthenticated,
+                    "refusing the peer at \(options.host):\(options.port): it sent a \(other.name) frame before proving it is the service that submitted job \(options.jobID)"
+                )
+            case nil:
+                throw DLHubError(.unavailable, "the service closed the connection during the handshake")
+            }
+            let expected = PilotProof.service(
+                secret: options.secret, jobID: options.jobID, node: options.node, pilotNonce: nonce, serviceNonce: welcome.nonce)
+            guard PilotProof.isWellFormed(welcome.nonce), PilotProof.matches(welcome.proof, expected) else {
+                throw DLHubError(
+                    .unauthenticated,
+                    "refusing the peer at \(options.host):\(options.port): it could not prove it is the service that submitted job \(options.jobID)"
+                )
+            }
+            try await writer.write(
+                .authenticate(
+                    proof: PilotProof.pilot(
+                        secret: options.secret, jobID: options.jobID, node: options.node, pilotNonce: nonce, serviceNonce: welcome.nonce)))
+            deadline.cancel()
+            logger.info("connected to the service", metadata: ["session": "\(welcome.session)"])
+            try await serve(
+                agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: outboundContinuation, signals: signals,
+                channel: channel)
         }
         await agent.shutdown()
     }
 
-    func connect() async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    /// After the handshake: frames both ways, Slurm's signals and heartbeats, until the writer
+    /// has sent `bye` or the service goes away.
+    func serve(
+        agent: PilotAgent, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
+        writer: NIOAsyncChannelOutboundWriter<PilotFrame>, outbound: AsyncStream<PilotFrame>,
+        heartbeat: AsyncStream<PilotFrame>.Continuation, signals: AsyncStream<Int32>, channel: any Channel
+    ) async throws {
+        let options = self.options, logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await frame in outbound {
+                    try await writer.write(frame)
+                    if case .bye = frame { break }
+                }
+                // Said goodbye (or the agent is gone): closing ends the read loop below.
+                channel.close(promise: nil)
+            }
+            group.addTask {
+                for await signal in signals {
+                    if signal == SIGUSR1 {
+                        // Slurm may send the walltime warning up to a minute early: keep serving until
+                        // shortly before the end (dlhubd drains the pilot itself once its replacement is up).
+                        let wait = Double(options.walltimeEnd) - Date().timeIntervalSince1970 - options.selfDrainLeadSeconds
+                        logger.info("walltime warning received", metadata: ["drain_in_s": "\(Int(max(0, wait)))"])
+                        Task {
+                            if wait > 0 { try? await Task.sleep(for: .seconds(wait)) }
+                            await agent.beginDrain(reason: "walltime ending")
+                        }
+                    } else {
+                        logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
+                        await agent.beginDrain(reason: "signal \(signal)")
+                    }
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(options.heartbeatSeconds))
+                    heartbeat.yield(.heartbeat(await agent.status()))
+                }
+            }
+            do {
+                while let frame = try await inbound.next() {
+                    if case .drain = frame {
+                        Task { await agent.handle(frame) }
+                    } else {
+                        await agent.handle(frame)
+                    }
+                }
+            } catch {
+                logger.warning("connection to the service ended", metadata: ["error": "\(error)"])
+            }
+            group.cancelAll()
+        }
+    }
+
+    func connect() async throws -> NIOAsyncChannel<PilotFrame, PilotFrame> {
         var lastError: (any Error)?
+        let limit = options.frameLimit
         for attempt in 0..<30 {
             do {
                 return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .channelOption(.socketOption(.so_keepalive), value: 1)
                     .connect(host: options.host, port: options.port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                            try channel.pipeline.syncOperations.addHandlers(
+                                ByteToMessageHandler(PilotFrameDecoder(limit: limit, handshakeFrames: 1)),
+                                MessageToByteHandler(PilotFrameEncoder()))
+                            return try NIOAsyncChannel<PilotFrame, PilotFrame>(wrappingChannelSynchronously: channel)
                         }
                     }
             } catch {

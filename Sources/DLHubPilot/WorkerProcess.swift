@@ -11,8 +11,15 @@ final class WorkerProcess: @unchecked Sendable {
     let stdoutPipe = Pipe()
     let stderrPipe = Pipe()
     private var buffer: [UInt8] = []
-    private let stderrTail = StderrTail()
+    private let stderrLog = StderrLog()
     let queue: DispatchQueue
+    let scratch: String
+    /// Names the worker's GPUs in the pilot's `GPUAssignment`.
+    let id: String
+    /// GPUs the worker is pinned to (given back when it stops).
+    let gpus: [String]
+    /// What the worker wrote to stderr while loading (before it said ready); it had seen no input.
+    private(set) var loadLog = ""
     var lastUsed = Date()
 
     enum Failure: Error, CustomStringConvertible {
@@ -25,7 +32,7 @@ final class WorkerProcess: @unchecked Sendable {
             case .exited(let status, let stderr):
                 return "the worker crashed (exit status \(status))" + (stderr.isEmpty ? "" : "; its last words: \(stderr)")
             case .timedOut(let s): return "the worker did not answer within the servable's timeout of \(Self.format(s)) s and was killed"
-            case .protocolError(let m): return "the worker broke the protocol: \(m)"
+            case .protocolError(let m): return m
             }
         }
 
@@ -33,39 +40,53 @@ final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Starts the worker and waits for its `ready` line.
-    init(command: [String], directory: String, environment: [String: String], startTimeout: Double, label: String) throws {
+    init(launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, label: String) throws {
         queue = DispatchQueue(label: "dlhub.worker.\(label)")
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = environment
+        scratch = launch.scratch
+        self.id = id
+        self.gpus = gpus
+        process.executableURL = URL(fileURLWithPath: launch.command[0])
+        process.arguments = Array(launch.command.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: launch.directory)
+        process.environment = launch.environment
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         do { try process.run() } catch {
-            throw Failure.protocolError("cannot start \(command[0]): \(error.localizedDescription)")
+            try? FileManager.default.removeItem(atPath: scratch)
+            throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error.localizedDescription)")
         }
-        let tail = stderrTail
+        let log = stderrLog
         let errHandle = stderrPipe.fileHandleForReading
         Thread.detachNewThread {
             while true {
                 let data = errHandle.availableData
                 if data.isEmpty { break }
                 FileHandle.standardError.write(data)
-                tail.append(data)
+                log.append(data)
             }
         }
-        let line = try readLine(timeout: startTimeout)
-        guard let json = try? JSONValue.parse(line) else { throw Failure.protocolError("the first line was not JSON") }
+        let line: [UInt8]
+        do { line = try readLine(timeout: startTimeout) } catch {
+            stop()
+            throw error
+        }
+        loadLog = stderrLog.take()
+        guard let json = try? JSONValue.parse(line) else {
+            stop()
+            throw Failure.protocolError("the worker broke the protocol: its first line was not JSON")
+        }
         guard json["ready"]?.boolValue == true else {
             stop()
             throw Failure.protocolError(json["error"]?.stringValue ?? "the worker did not say it was ready")
         }
     }
 
-    /// Sends one request line and returns the reply line.
-    func exchange(_ request: [UInt8], timeout: Double) throws -> [UInt8] {
+    /// Sends one request line and returns the reply line, with what the worker wrote to stderr
+    /// meanwhile (which belongs to this request's inputs only).
+    func exchange(_ request: [UInt8], timeout: Double) throws -> (reply: [UInt8], log: String) {
         lastUsed = Date()
+        _ = stderrLog.take()
         var line = request
         line.append(0x0A)
         let fd = stdinPipe.fileHandleForWriting.fileDescriptor
@@ -75,7 +96,9 @@ final class WorkerProcess: @unchecked Sendable {
             if n <= 0 { throw exitFailure() }
             offset += n
         }
-        return try readLine(timeout: timeout)
+        let reply = try readLine(timeout: timeout)
+        usleep(1000)  // stderr written just before the reply is usually in by now
+        return (reply, stderrLog.take())
     }
 
     private func readLine(timeout: Double) throws -> [UInt8] {
@@ -98,15 +121,22 @@ final class WorkerProcess: @unchecked Sendable {
             if ready <= 0 { continue }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = read(fd, &chunk, chunk.count)
+            // Closed stdout: the worker died, or closed it and lingers; either way it is done.
             if n <= 0 { throw exitFailure() }
             buffer += chunk[..<n]
         }
     }
 
     private func exitFailure() -> Failure {
+        if process.isRunning {
+            // It closed its pipes but lives on: it will never answer again.
+            usleep(100_000)
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
         usleep(50_000)  // let the stderr reader catch the last lines
-        return .exited(status: process.terminationStatus, stderr: stderrTail.text)
+        cleanUp()
+        return .exited(status: process.terminationStatus, stderr: stderrLog.lastLines())
     }
 
     var isRunning: Bool { process.isRunning }
@@ -117,24 +147,40 @@ final class WorkerProcess: @unchecked Sendable {
             process.waitUntilExit()
         }
         try? stdinPipe.fileHandleForWriting.close()
+        cleanUp()
+    }
+
+    private func cleanUp() {
+        try? FileManager.default.removeItem(atPath: scratch)
     }
 }
 
-/// The last few hundred bytes a worker wrote to stderr, for error messages.
-final class StderrTail: @unchecked Sendable {
+/// What a worker wrote to stderr since it was last taken, bounded to the last 16 KiB.
+final class StderrLog: @unchecked Sendable {
     private var bytes = Data()
     private let lock = NSLock()
+    static let limit = 16 * 1024
 
     func append(_ data: Data) {
         lock.lock()
         bytes.append(data)
-        if bytes.count > 600 { bytes = bytes.suffix(600) }
+        if bytes.count > Self.limit { bytes = bytes.suffix(Self.limit) }
         lock.unlock()
     }
 
-    var text: String {
+    /// Everything since the last take, and starts afresh.
+    func take() -> String {
         lock.lock()
         defer { lock.unlock() }
-        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").suffix(3).joined(separator: " | ")
+        let text = String(decoding: bytes, as: UTF8.self)
+        bytes = Data()
+        return text
+    }
+
+    /// The last three lines since the last take, for a crash message.
+    func lastLines() -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: bytes.suffix(600), as: UTF8.self).split(separator: "\n").suffix(3).joined(separator: " | ")
     }
 }

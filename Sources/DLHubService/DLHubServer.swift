@@ -49,17 +49,20 @@ public struct DLHubServer: Sendable {
         let logDirectory = configuration.registryRoot + "/.pilot-logs"
         try? FileManager.default.createDirectory(
             atPath: logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLURM_JOB") }.map { "\($0.key)=\($0.value)" }
-            .sorted()
+        // Pilot jobs get the service's environment, minus what belongs to another job or secret.
+        let environment = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("SLURM_JOB") && !$0.key.hasPrefix("DLHUB_PILOT") && $0.key != "MUNGE_SOCKET"
+        }.map { "\($0.key)=\($0.value)" }.sorted()
         pilots = PilotManager(
             settings: .init(
                 pools: pools, script: try PilotScript(templatePath: files.template), pilotExecutable: files.pilot,
-                workerScript: files.workerScript, python: configuration.python, logDirectory: logDirectory, environment: environment),
+                workerScript: files.workerScript, python: configuration.python, logDirectory: logDirectory, environment: environment,
+                sandbox: configuration.sandbox),
             slurm: slurm, dispatcher: dispatcher, logger: logger)
         let manager = pilots
         listener = PilotListener(
             host: configuration.pilotListenHost, port: configuration.pilotListenPort, dispatcher: dispatcher, logger: logger,
-            isOurJob: { await manager.isOurJob($0) })
+            job: { await manager.listenerJob($0) })
         try await runner.restore()
     }
 

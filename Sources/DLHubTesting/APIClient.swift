@@ -29,8 +29,10 @@ public final class APIClient: @unchecked Sendable {
     }
 
     /// Trades a munge credential for a token, so load tests do not pay munge per request.
-    public func login() async throws {
-        let reply = try await send("POST", "/v1/auth/token", authorization: "Munge " + (try MungeCodec().encode()))
+    /// As the user running the tests (root), or as `user` with a credential that user made.
+    public func login(as user: String? = nil) async throws {
+        let credential = try user.map { try TestUsers.munge(as: $0) } ?? MungeCodec().encode()
+        let reply = try await send("POST", "/v1/auth/token", authorization: "Munge " + credential)
         guard let t = reply.json["token"]?.stringValue else { throw TestSetupError("no token: \(reply.json)") }
         token = t
     }

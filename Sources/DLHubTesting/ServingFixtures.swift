@@ -59,6 +59,91 @@ public enum ServingFixtures {
         return dir
     }
 
+    /// A hostile servable: each input names an attack to try from inside its worker, and the
+    /// output says whether it succeeded. The isolation tests publish it as an ordinary user.
+    ///
+    /// Input `{"attempt": KIND, "target": T}`; output `{"succeeded": Bool, "detail": String}`.
+    /// Kinds: `read`, `list`, `write` (a path), `connect` (host:port), `munge` (make a credential),
+    /// `signal` and `proc` (a host pid), `environment` (pilot secrets in the environment), `whoami`.
+    public static func hostile(in parent: String, name: String = "hostile") throws -> String {
+        let dir = parent + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let module = """
+            import os, signal, socket, subprocess
+
+            def attack(x):
+                kind, target = x["attempt"], x.get("target")
+                try:
+                    if kind == "read":
+                        with open(target, "rb") as f:
+                            return {"succeeded": True, "detail": "read %r" % f.read(40)}
+                    if kind == "list":
+                        return {"succeeded": True, "detail": "listed %s" % sorted(os.listdir(target))[:10]}
+                    if kind == "write":
+                        with open(target, "a") as f:
+                            f.write("owned by a hostile servable\\n")
+                        return {"succeeded": True, "detail": "wrote %s" % target}
+                    if kind == "connect":
+                        host, port = target.rsplit(":", 1)
+                        socket.create_connection((host, int(port)), timeout=3).close()
+                        return {"succeeded": True, "detail": "connected to %s" % target}
+                    if kind == "munge":
+                        out = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
+                        ok = out.returncode == 0 and out.stdout.startswith(b"MUNGE:")
+                        return {"succeeded": ok, "detail": (out.stdout[:20] + out.stderr[-200:]).decode("utf-8", "replace")}
+                    if kind == "signal":
+                        os.kill(int(target), signal.SIGKILL)
+                        return {"succeeded": True, "detail": "killed %s" % target}
+                    if kind == "proc":
+                        with open("/proc/%s/environ" % target, "rb") as f:
+                            return {"succeeded": True, "detail": "read environ %r" % f.read(40)}
+                    if kind == "environment":
+                        leaked = sorted(k for k in os.environ if k.startswith(("SLURM", "DLHUB_PILOT", "MUNGE")))
+                        return {"succeeded": bool(leaked), "detail": "variables: %s" % leaked}
+                    if kind == "processes":
+                        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+                        return {"succeeded": len(pids) > 2, "detail": "processes visible: %s" % pids[:20]}
+                    if kind == "whoami":
+                        return {"succeeded": False, "detail": "uid %d pid %d cwd %s" % (os.getuid(), os.getpid(), os.getcwd())}
+                    return {"succeeded": False, "detail": "unknown attempt %s" % kind}
+                except Exception as error:
+                    return {"succeeded": False, "detail": "%s: %s" % (type(error).__name__, error)}
+            """
+        try module.write(toFile: dir + "/hostile.py", atomically: true, encoding: .utf8)
+        let doc: JSONValue = [
+            "datacite": ["titles": [["title": "A perfectly ordinary model"]], "creators": [["creatorName": "Mallory, Eve"]]],
+            "dlhub": ["name": .string(name), "visible_to": ["public"], "files": ["other": ["hostile.py"]]],
+            "servable": [
+                "shim": "python.PythonStaticMethodServable",
+                "methods": [
+                    "run": [
+                        "input": ["type": "dict"], "output": ["type": "dict"], "parameters": [:],
+                        "method_details": ["module": "hostile", "method_name": "attack"],
+                    ]
+                ],
+                "timeout": 30,
+            ],
+        ]
+        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+        return dir
+    }
+
+    /// The files of a servable directory as an upload archive, for publishing as another user.
+    public static func archive(directory: String) throws -> [UInt8] {
+        var entries: [TarEntry] = []
+        let fm = FileManager.default
+        for item in try fm.subpathsOfDirectory(atPath: directory).sorted() {
+            var isDir: ObjCBool = false
+            _ = fm.fileExists(atPath: directory + "/" + item, isDirectory: &isDir)
+            if isDir.boolValue {
+                entries.append(TarEntry(path: item, kind: .directory, mode: 0o755))
+            } else {
+                entries.append(TarEntry(path: item, kind: .file, contents: Array(fm.contents(atPath: directory + "/" + item) ?? Data())))
+            }
+        }
+        return TarArchive.write(entries)
+    }
+
     /// The scikit-learn example, copied and trained with `examples/sklearn-iris/train.py`.
     public static func trainedIris(in parent: String) throws -> String {
         let dir = parent + "/sklearn-iris"

@@ -26,6 +26,13 @@ public enum TestUsers {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A munge credential made by `user` carrying `payload` (as a pilot's names its job).
+    public static func munge(as user: String, payload: String) throws -> String {
+        let result = try Subprocess.run("/usr/sbin/runuser", ["-u", user, "--", "munge", "-s", payload])
+        guard result.status == 0 else { throw TestSetupError("munge as \(user) failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     public static func uid(_ user: String) -> UInt32? { getpwnam(user).map { $0.pointee.pw_uid } }
 }
 

@@ -18,6 +18,14 @@ struct PilotCommand: AsyncParsableCommand {
     @Option(name: .customLong("worker-script"), help: "Path of dlhub_worker.py.") var workerScript: String
     @Option(name: .customLong("max-workers"), help: "Workers resident at most.") var maxWorkers: Int = 8
     @Option(help: "Cores to use (default: SLURM_CPUS_ON_NODE).") var cores: Int?
+    @Option(help: "How workers are isolated: bubblewrap, apptainer or none.") var isolation: String = "bubblewrap"
+    @Option(help: "The bubblewrap program.") var bubblewrap: String = "bwrap"
+    @Option(name: .customLong("read-only"), help: "A directory workers may read (repeatable): site software trees.")
+    var readOnly: [String] = []
+    @Option(name: .customLong("container-command"), help: "One word of the Apptainer command template (repeatable, in order).")
+    var containerCommand: [String] = []
+    @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, in MB.") var workerTmpMB: Int = 1024
+    @Flag(name: .customLong("worker-network"), help: "Let workers keep the node's network.") var workerNetwork = false
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
@@ -29,6 +37,14 @@ struct PilotCommand: AsyncParsableCommand {
         guard let jobText = env["SLURM_JOB_ID"], let jobID = UInt32(jobText) else {
             throw ValidationError("SLURM_JOB_ID is not set: dlhub-pilot runs inside a Slurm job that dlhubd submitted")
         }
+        guard let secret = env[PilotProof.environmentVariable], PilotProof.isWellFormed(secret) else {
+            throw ValidationError(
+                "\(PilotProof.environmentVariable) is not set: dlhub-pilot runs inside a Slurm job that dlhubd submitted, which gives it one"
+            )
+        }
+        // Nothing the pilot starts may inherit the secret.
+        unsetenv(PilotProof.environmentVariable)
+        let mode = try IsolationMode(setting: isolation)
         var logger = Logger(label: "dlhub-pilot")
         logger[metadataKey: "slurm.job_id"] = "\(jobID)"
         let node = env["SLURMD_NODENAME"] ?? ProcessInfo.processInfo.hostName
@@ -37,11 +53,18 @@ struct PilotCommand: AsyncParsableCommand {
         let gpus = (env["CUDA_VISIBLE_DEVICES"] ?? "").split(separator: ",").count
         // The walltime end, from the controller: the pilot drains before it.
         let info = try? await LibSlurmClient(logger: logger).job(jobID)
-        let settings = PilotAgent.Settings(
+        var settings = PilotAgent.Settings(
             python: python, workerScript: workerScript, cores: coreCount, memoryMB: memory, maxWorkers: maxWorkers)
+        settings.isolation = mode
+        settings.bubblewrap = bubblewrap
+        settings.readOnlyPaths = readOnly
+        if !containerCommand.isEmpty { settings.containerCommand = containerCommand }
+        settings.workerTmpMB = workerTmpMB
+        settings.workerNetwork = workerNetwork
+        settings.visibleDevices = env["CUDA_VISIBLE_DEVICES"]
         let options = PilotClient.Options(
             host: String(service[..<colon]), port: port, pool: pool, jobID: jobID, node: node, gpus: gpus,
-            walltimeEnd: info?.endTime ?? 0, settings: settings)
+            walltimeEnd: info?.endTime ?? 0, secret: secret, settings: settings)
 
         // SIGUSR1 is Slurm's walltime warning (--signal); SIGTERM comes with scancel and at the end.
         let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
@@ -53,7 +76,9 @@ struct PilotCommand: AsyncParsableCommand {
             source.resume()
             sources.append(source)
         }
-        logger.info("pilot starting", metadata: ["node": "\(node)", "cores": "\(coreCount)", "service": "\(service)"])
+        logger.info(
+            "pilot starting",
+            metadata: ["node": "\(node)", "cores": "\(coreCount)", "service": "\(service)", "isolation": "\(mode.rawValue)"])
         try await PilotClient(options: options, logger: logger).run(signals: signals)
         _ = sources
         logger.info("pilot done")

@@ -36,7 +36,16 @@ import Testing
     }
 
     func hello(_ job: UInt32, slots: Int = 2) -> PilotHello {
-        PilotHello(credential: "", jobID: job, node: "node1", cores: 2, memoryMB: 1000, gpus: 0, walltimeEnd: 0, pool: "cpu", slots: slots)
+        PilotHello(
+            credential: "", jobID: job, node: "node1", cores: 2, memoryMB: 1000, gpus: 0, walltimeEnd: 0, pool: "cpu", slots: slots,
+            nonce: PilotProof.random(), isolation: "bubblewrap")
+    }
+
+    /// A pilot that passed the handshake (the listener's part; tested end to end).
+    func attach(_ hello: PilotHello, _ pilot: FakePilot) async -> Int {
+        let id = await dispatcher.reserveSessionID()
+        await dispatcher.attach(session: id, hello: hello, outbound: pilot.continuation)
+        return id
     }
 
     func submit(_ n: Int, task: String = UUID().uuidString) async throws -> [UInt64] {
@@ -47,7 +56,7 @@ import Testing
                 inputs: (0..<n).map { Array("\($0)".utf8) }))
         await dispatcher.enqueue(
             key: "sha256:k", spec: spec, metadata: metadata, pool: "cpu", parameters: Array("{}".utf8),
-            items: zip(ids, 0..<n).map { Dispatcher.QueuedItem(id: $0, taskID: task, payload: Array("\($1)".utf8)) })
+            items: zip(ids, 0..<n).map { Dispatcher.QueuedItem(id: $0, taskID: task, owner: "root", payload: Array("\($1)".utf8)) })
         return ids
     }
 
@@ -59,43 +68,40 @@ import Testing
 
     @Test func batchesGoToPilotsThatLoadedTheServableUpToTheirSlots() async throws {
         let pilot = FakePilot()
-        let session = await dispatcher.attach(hello: hello(1), outbound: pilot.continuation)
-        guard case .welcome = await pilot.next() else { Issue.record("no welcome"); return }
+        let session = await attach(hello(1), pilot)
         _ = try await submit(10)
         guard case .load(let s) = await pilot.next() else { Issue.record("no load"); return }
         #expect(s.key == "sha256:k")
-        await dispatcher.received(.loaded(key: "sha256:k", error: nil), from: session)
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: session)
         // Two slots: two batches of at most 4 items, nothing more until a result comes back.
         guard case .batch(let b1) = await pilot.next(), case .batch(let b2) = await pilot.next() else { Issue.record("no batches"); return }
         #expect(b1.items.count == 4 && b2.items.count == 4)
-        await dispatcher.received(results(for: b1), from: session)
+        _ = await dispatcher.received(results(for: b1), from: session)
         guard case .batch(let b3) = await pilot.next() else { Issue.record("no third batch"); return }
         #expect(b3.items.count == 2)
     }
 
     @Test func lostPilotsWorkIsRequeuedAndLateResultsAreIgnored() async throws {
         let a = FakePilot(), b = FakePilot()
-        let sa = await dispatcher.attach(hello: hello(1, slots: 1), outbound: a.continuation)
-        _ = await a.next()
+        let sa = await attach(hello(1, slots: 1), a)
         let task = UUID().uuidString
         _ = try await submit(3, task: task)
         _ = await a.next()  // load
-        await dispatcher.received(.loaded(key: "sha256:k", error: nil), from: sa)
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: sa)
         guard case .batch(let held) = await a.next() else { Issue.record("no batch"); return }
         // Pilot a is lost; pilot b takes over the same items.
         await dispatcher.detach(sa, reason: "test: job cancelled")
-        let sb = await dispatcher.attach(hello: hello(2, slots: 1), outbound: b.continuation)
-        _ = await b.next()
+        let sb = await attach(hello(2, slots: 1), b)
         _ = await b.next()  // load
-        await dispatcher.received(.loaded(key: "sha256:k", error: nil), from: sb)
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: sb)
         guard case .batch(let again) = await b.next() else { Issue.record("no re-sent batch"); return }
         #expect(Set(again.items.map(\.id)) == Set(held.items.map(\.id)))
         // a's late answer (wrong outputs) is ignored; b's is recorded.
-        await dispatcher.received(
+        _ = await dispatcher.received(
             .results(
                 BatchResults(batchID: held.id, items: held.items.map { ItemResult(id: $0.id, outcome: .output(Array("\"stale\"".utf8))) })),
             from: sa)
-        await dispatcher.received(results(for: again), from: sb)
+        _ = await dispatcher.received(results(for: again), from: sb)
         let record = try #require(try await store.task(task))
         #expect(record.remaining == 0)
         #expect(record.items.map { $0.output.map { String(decoding: $0, as: UTF8.self) } } == ["00", "10", "20"])
@@ -103,12 +109,11 @@ import Testing
 
     @Test func loadFailureFailsQueuedItemsWithTheReason() async throws {
         let pilot = FakePilot()
-        let session = await dispatcher.attach(hello: hello(1), outbound: pilot.continuation)
-        _ = await pilot.next()
+        let session = await attach(hello(1), pilot)
         let task = UUID().uuidString
         _ = try await submit(2, task: task)
         _ = await pilot.next()
-        await dispatcher.received(.loaded(key: "sha256:k", error: "missing Python packages: torch"), from: session)
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: "missing Python packages: torch", log: ""), from: session)
         let record = try #require(try await store.task(task))
         #expect(record.failed == 2)
         #expect(record.items.first?.error?.contains("missing Python packages: torch") == true)
@@ -119,15 +124,28 @@ import Testing
         _ = try await submit(1, task: task)
         for job in 1...3 {
             let p = FakePilot()
-            let s = await dispatcher.attach(hello: hello(UInt32(job), slots: 1), outbound: p.continuation)
+            let s = await attach(hello(UInt32(job), slots: 1), p)
             _ = await p.next()
-            _ = await p.next()
-            await dispatcher.received(.loaded(key: "sha256:k", error: nil), from: s)
+            _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: s)
             guard case .batch = await p.next() else { Issue.record("no batch for pilot \(job)"); return }
             await dispatcher.detach(s, reason: "test: node failure")
         }
         let record = try #require(try await store.task(task))
         #expect(record.failed == 1)
         #expect(record.items.first?.error?.contains("3 pilot jobs that were lost") == true)
+    }
+
+    @Test func framesThePilotWasNotAskedForAreRefused() async throws {
+        let pilot = FakePilot()
+        let session = await attach(hello(1), pilot)
+        // Claiming to have loaded a servable it was never sent would let it receive that servable's inputs.
+        let refusal = await dispatcher.received(.loaded(key: "sha256:someone-elses", error: nil, log: ""), from: session)
+        #expect(refusal?.contains("never asked") == true)
+        #expect(
+            await dispatcher.received(.batch(Batch(id: 1, key: "k", parameters: [], timeoutSeconds: 1, items: [])), from: session) != nil)
+        #expect(await dispatcher.received(.heartbeat(["workers": 0]), from: session) == nil)
+        // Credit beyond what the hello declared is clamped, not trusted.
+        #expect(await dispatcher.received(.credit(slots: 1000), from: session) == nil)
+        #expect(await dispatcher.allSessions().first?.slots == 2)
     }
 }

@@ -19,6 +19,8 @@ public struct PoolConfiguration: Sendable, Hashable {
     public var gpusPerNode: Int = 0
     /// Workers one pilot keeps resident at most.
     public var maxWorkersPerPilot: Int = 8
+    /// Whether workers on this pool keep the node's network (off: each worker has none).
+    public var workerNetwork = false
 
     public init(name: String) { self.name = name }
 
@@ -50,6 +52,9 @@ public struct PoolConfiguration: Sendable, Hashable {
             case "memory_per_node_mb": memoryPerNodeMB = try int()
             case "gpus_per_node": gpusPerNode = try int()
             case "max_workers_per_pilot": maxWorkersPerPilot = max(1, try int())
+            case "worker_network":
+                guard let b = value.boolValue else { throw DLHubError(.badRequest, "\(path).worker_network must be true or false") }
+                workerNetwork = b
             default: throw DLHubError(.badRequest, "\(path): unknown pool setting '\(key)'")
             }
         }

@@ -1,10 +1,13 @@
 /// Encoding and decoding of pilot frames; pure functions over bytes, used by both ends.
+///
+/// Decoding never traps on any byte sequence: a frame from the network is untrusted until the
+/// mutual proof is done, and a bad one is an error, never a crash.
 extension PilotFrame {
     /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
     public static let maximumLength = 256 * 1024 * 1024
 
     enum Kind: UInt8 {
-        case hello = 1, welcome, load, loaded, unload, batch, results, heartbeat, credit, drain, bye
+        case hello = 1, welcome, load, loaded, unload, batch, results, heartbeat, credit, drain, bye, authenticate
     }
 
     /// The whole frame, length prefix included.
@@ -18,16 +21,25 @@ extension PilotFrame {
                 "credential": .string(h.credential), "job_id": .int(Int64(h.jobID)), "node": .string(h.node),
                 "cores": .int(Int64(h.cores)), "memory_mb": .int(Int64(h.memoryMB)), "gpus": .int(Int64(h.gpus)),
                 "walltime_end": .int(h.walltimeEnd), "pool": .string(h.pool), "slots": .int(Int64(h.slots)),
+                "nonce": .string(h.nonce), "isolation": .string(h.isolation),
             ]).encoded()
-        case .welcome(let j): kind = .welcome; body = j.encoded()
+        case .welcome(let w):
+            kind = .welcome
+            body = JSONValue.object([
+                "session": .int(Int64(w.session)), "pool": .string(w.pool), "nonce": .string(w.nonce), "proof": .string(w.proof),
+            ]).encoded()
+        case .authenticate(let proof):
+            kind = .authenticate
+            body = JSONValue.object(["proof": .string(proof)]).encoded()
         case .load(let s):
             kind = .load
             body = JSONValue.object([
                 "key": .string(s.key), "digest": .string(s.digest), "directory": .string(s.directory), "metadata": s.metadata,
+                "environment": s.environment.json,
             ]).encoded()
-        case .loaded(let key, let error):
+        case .loaded(let key, let error, let log):
             kind = .loaded
-            body = JSONValue.object(["key": .string(key), "error": error.map { .string($0) } ?? .null]).encoded()
+            body = JSONValue.object(["key": .string(key), "error": error.map { .string($0) } ?? .null, "log": .string(log)]).encoded()
         case .unload(let key): kind = .unload; body = JSONValue.object(["key": .string(key)]).encoded()
         case .batch(let b):
             kind = .batch
@@ -61,6 +73,9 @@ extension PilotFrame {
                     body += bytes
                 }
             }
+            let log = Array(r.log.utf8)
+            body.appendInteger(UInt32(log.count))
+            body += log
         case .heartbeat(let j): kind = .heartbeat; body = j.encoded()
         case .credit(let slots): kind = .credit; body = JSONValue.object(["slots": .int(Int64(slots))]).encoded()
         case .drain(let reason): kind = .drain; body = JSONValue.object(["reason": .string(reason)]).encoded()
@@ -76,43 +91,78 @@ extension PilotFrame {
         return out
     }
 
+    /// The frame's type name, for logs and refusals.
+    public var name: String {
+        switch self {
+        case .hello: return "hello"
+        case .welcome: return "welcome"
+        case .authenticate: return "authenticate"
+        case .load: return "load"
+        case .loaded: return "loaded"
+        case .unload: return "unload"
+        case .batch: return "batch"
+        case .results: return "results"
+        case .heartbeat: return "heartbeat"
+        case .credit: return "credit"
+        case .drain: return "drain"
+        case .bye: return "bye"
+        }
+    }
+
     /// Decodes one frame from `type` and `body` (the bytes after the length prefix's type byte).
     public static func decode(type: UInt8, body: ArraySlice<UInt8>) throws(DLHubError) -> PilotFrame {
         guard let kind = Kind(rawValue: type) else { throw DLHubError(.badRequest, "unknown pilot frame type \(type)") }
         func json() throws(DLHubError) -> JSONValue {
             do { return try JSONValue.parse(body) } catch { throw DLHubError(.badRequest, "bad \(kind) frame: \(error)") }
         }
-        func missing(_ field: String) -> DLHubError { DLHubError(.badRequest, "bad \(kind) frame: missing \(field)") }
+        func missing(_ field: String) -> DLHubError { DLHubError(.badRequest, "bad \(kind) frame: missing or invalid \(field)") }
+        func int(_ j: JSONValue, _ field: String, default value: Int64? = nil) throws(DLHubError) -> Int64 {
+            if let v = j[field]?.intValue { return v }
+            if j[field] == nil, let value { return value }
+            throw missing(field)
+        }
         switch kind {
         case .hello:
             let j = try json()
             guard let credential = j["credential"]?.stringValue else { throw missing("credential") }
-            guard let job = j["job_id"]?.intValue else { throw missing("job_id") }
+            let job = try int(j, "job_id")
+            guard let jobID = UInt32(exactly: job) else { throw missing("job_id") }
             return .hello(
                 PilotHello(
-                    credential: credential, jobID: UInt32(truncatingIfNeeded: job), node: j["node"]?.stringValue ?? "",
-                    cores: Int(j["cores"]?.intValue ?? 1), memoryMB: Int(j["memory_mb"]?.intValue ?? 0),
-                    gpus: Int(j["gpus"]?.intValue ?? 0),
-                    walltimeEnd: j["walltime_end"]?.intValue ?? 0, pool: j["pool"]?.stringValue ?? "", slots: Int(j["slots"]?.intValue ?? 1)
-                ))
-        case .welcome: return .welcome(try json())
+                    credential: credential, jobID: jobID, node: j["node"]?.stringValue ?? "", cores: Int(try int(j, "cores", default: 1)),
+                    memoryMB: Int(try int(j, "memory_mb", default: 0)), gpus: Int(try int(j, "gpus", default: 0)),
+                    walltimeEnd: try int(j, "walltime_end", default: 0), pool: j["pool"]?.stringValue ?? "",
+                    slots: Int(try int(j, "slots", default: 1)), nonce: j["nonce"]?.stringValue ?? "",
+                    isolation: j["isolation"]?.stringValue ?? ""))
+        case .welcome:
+            let j = try json()
+            guard let nonce = j["nonce"]?.stringValue, let proof = j["proof"]?.stringValue else { throw missing("nonce or proof") }
+            return .welcome(
+                PilotWelcome(
+                    session: Int(try int(j, "session", default: 0)), pool: j["pool"]?.stringValue ?? "", nonce: nonce, proof: proof))
+        case .authenticate:
+            guard let proof = try json()["proof"]?.stringValue else { throw missing("proof") }
+            return .authenticate(proof: proof)
         case .load:
             let j = try json()
             guard let key = j["key"]?.stringValue, let digest = j["digest"]?.stringValue, let dir = j["directory"]?.stringValue,
                 let meta = j["metadata"]
             else { throw missing("key, digest, directory or metadata") }
-            return .load(ServableSpec(key: key, digest: digest, directory: dir, metadata: meta))
+            return .load(
+                ServableSpec(
+                    key: key, digest: digest, directory: dir, metadata: meta, environment: WorkerEnvironment(json: j["environment"])))
         case .loaded:
             let j = try json()
             guard let key = j["key"]?.stringValue else { throw missing("key") }
-            return .loaded(key: key, error: j["error"]?.stringValue)
+            return .loaded(key: key, error: j["error"]?.stringValue, log: j["log"]?.stringValue ?? "")
         case .unload:
             guard let key = try json()["key"]?.stringValue else { throw missing("key") }
             return .unload(key: key)
         case .heartbeat: return .heartbeat(try json())
         case .credit:
-            guard let slots = try json()["slots"]?.intValue else { throw missing("slots") }
-            return .credit(slots: Int(slots))
+            let slots = try int(try json(), "slots")
+            guard let n = Int(exactly: slots), n >= 0, n <= 1024 else { throw missing("slots") }
+            return .credit(slots: n)
         case .drain: return .drain(reason: try json()["reason"]?.stringValue ?? "")
         case .bye:
             let j = try json()
@@ -134,40 +184,29 @@ extension PilotFrame {
                 let length: UInt32 = try r.integer()
                 items.append(Batch.Item(id: itemID, payload: try r.bytes(Int(length))))
             }
-            return .batch(
-                Batch(id: id, key: key, parameters: parameters, timeoutSeconds: header["timeout"]?.doubleValue ?? 60, items: items))
+            var timeout = header["timeout"]?.doubleValue ?? 60
+            if !(timeout > 0 && timeout <= 86_400) { timeout = 60 }
+            return .batch(Batch(id: id, key: key, parameters: parameters, timeoutSeconds: timeout, items: items))
         case .results:
             var r = ByteReader(body)
             let batchID: UInt64 = try r.integer()
             let count: UInt32 = try r.integer()
             var items: [ItemResult] = []
+            items.reserveCapacity(Int(min(count, 100_000)))
             for _ in 0..<count {
                 let itemID: UInt64 = try r.integer()
-                let status = try r.bytes(1)[0]
+                let status: UInt8 = try r.integer()
                 let length: UInt32 = try r.integer()
                 let bytes = try r.bytes(Int(length))
                 items.append(ItemResult(id: itemID, outcome: status == 0 ? .output(bytes) : .error(String(decoding: bytes, as: UTF8.self))))
             }
-            return .results(BatchResults(batchID: batchID, items: items))
-        }
-    }
-
-    /// Splits complete frames off the front of `buffer`; leaves a partial frame in place.
-    public static func split(_ buffer: inout [UInt8]) throws(DLHubError) -> [PilotFrame] {
-        var frames: [PilotFrame] = []
-        var offset = 0
-        while buffer.count - offset >= 5 {
-            let length = Int(buffer[offset]) << 24 | Int(buffer[offset + 1]) << 16 | Int(buffer[offset + 2]) << 8 | Int(buffer[offset + 3])
-            guard length >= 1, length <= maximumLength else {
-                throw DLHubError(.badRequest, "pilot frame length \(length) is out of range")
+            var log = ""
+            if !r.isAtEnd {
+                let length: UInt32 = try r.integer()
+                log = String(decoding: try r.bytes(Int(length)), as: UTF8.self)
             }
-            guard buffer.count - offset - 4 >= length else { break }
-            let type = buffer[offset + 4]
-            frames.append(try decode(type: type, body: buffer[(offset + 5)..<(offset + 4 + length)]))
-            offset += 4 + length
+            return .results(BatchResults(batchID: batchID, items: items, log: log))
         }
-        if offset > 0 { buffer.removeFirst(offset) }
-        return frames
     }
 }
 
@@ -179,6 +218,8 @@ struct ByteReader {
         self.bytes = bytes
         self.index = bytes.startIndex
     }
+
+    var isAtEnd: Bool { index >= bytes.endIndex }
 
     mutating func integer<T: FixedWidthInteger>() throws(DLHubError) -> T {
         let size = MemoryLayout<T>.size

@@ -7,12 +7,15 @@
 public enum PilotFrame: Sendable, Equatable {
     /// pilot -> service, first frame: who and where the pilot is.
     case hello(PilotHello)
-    /// service -> pilot: accepted; the pilot may start pulling work.
-    case welcome(JSONValue)
+    /// service -> pilot: the hello checks out; carries the service's proof (see `PilotProof`).
+    case welcome(PilotWelcome)
+    /// pilot -> service: the pilot's proof; only after it does the service hand out work.
+    case authenticate(proof: String)
     /// service -> pilot: keep this servable resident (start its worker).
     case load(ServableSpec)
-    /// pilot -> service: a load finished (`error` set when it failed).
-    case loaded(key: String, error: String?)
+    /// pilot -> service: a load finished (`error` set when it failed); `log` is what the worker
+    /// wrote to stderr while loading (it has seen no inputs yet), bounded.
+    case loaded(key: String, error: String?, log: String)
     /// service -> pilot: evict a servable. pilot -> service: a servable was evicted.
     case unload(key: String)
     /// service -> pilot: items to run.
@@ -40,9 +43,14 @@ public struct PilotHello: Sendable, Equatable {
     public var walltimeEnd: Int64
     public var pool: String
     public var slots: Int
+    /// The pilot's fresh nonce for the mutual proof.
+    public var nonce: String
+    /// What the pilot's sandbox check found (`IsolationStatus` as text).
+    public var isolation: String
 
     public init(
-        credential: String, jobID: UInt32, node: String, cores: Int, memoryMB: Int, gpus: Int, walltimeEnd: Int64, pool: String, slots: Int
+        credential: String, jobID: UInt32, node: String, cores: Int, memoryMB: Int, gpus: Int, walltimeEnd: Int64, pool: String, slots: Int,
+        nonce: String, isolation: String
     ) {
         self.credential = credential
         self.jobID = jobID
@@ -53,6 +61,44 @@ public struct PilotHello: Sendable, Equatable {
         self.walltimeEnd = walltimeEnd
         self.pool = pool
         self.slots = slots
+        self.nonce = nonce
+        self.isolation = isolation
+    }
+
+    /// Nil when every field is within bounds, else what is wrong. A hello comes from the network
+    /// before anything is proven, so nothing in it is trusted.
+    public func problem(now: Int64) -> String? {
+        if credential.isEmpty || credential.utf8.count > 4096 { return "the munge credential is missing or too long" }
+        if jobID == 0 { return "job id 0" }
+        if node.isEmpty || node.utf8.count > 255 || !node.utf8.allSatisfy(Self.isNameByte) { return "node name '\(node.prefix(64))'" }
+        if pool.isEmpty || pool.utf8.count > 255 || !pool.utf8.allSatisfy(Self.isNameByte) { return "pool name '\(pool.prefix(64))'" }
+        if !(1...65_536).contains(cores) { return "\(cores) cores" }
+        if !(0...(1 << 30)).contains(memoryMB) { return "\(memoryMB) MB of memory" }
+        if !(0...1024).contains(gpus) { return "\(gpus) GPUs" }
+        if !(1...1024).contains(slots) { return "\(slots) slots" }
+        if walltimeEnd < 0 || walltimeEnd > now + 400 * 86_400 { return "walltime end \(walltimeEnd)" }
+        if !PilotProof.isWellFormed(nonce) { return "a malformed nonce" }
+        if isolation.utf8.count > 1024 { return "an isolation report of \(isolation.utf8.count) bytes" }
+        return nil
+    }
+
+    static func isNameByte(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 45 || b == 46 || b == 95
+    }
+}
+
+/// The service's answer to a hello: the session and its proof.
+public struct PilotWelcome: Sendable, Equatable {
+    public var session: Int
+    public var pool: String
+    public var nonce: String
+    public var proof: String
+
+    public init(session: Int, pool: String, nonce: String, proof: String) {
+        self.session = session
+        self.pool = pool
+        self.nonce = nonce
+        self.proof = proof
     }
 }
 
@@ -65,12 +111,49 @@ public struct ServableSpec: Sendable, Equatable {
     public var directory: String
     /// The published servable.json.
     public var metadata: JSONValue
+    /// What the worker runs with, resolved by the service.
+    public var environment: WorkerEnvironment
 
-    public init(key: String, digest: String, directory: String, metadata: JSONValue) {
+    public init(key: String, digest: String, directory: String, metadata: JSONValue, environment: WorkerEnvironment = WorkerEnvironment()) {
         self.key = key
         self.digest = digest
         self.directory = directory
         self.metadata = metadata
+        self.environment = environment
+    }
+}
+
+/// A servable's environment as a pilot needs it: resolved paths, no building left to do.
+public struct WorkerEnvironment: Sendable, Equatable {
+    /// The Python interpreter for Python loaders (a built environment's `bin/python`); nil for the
+    /// pilot's default.
+    public var interpreter: String?
+    /// Lmod modules to load before the worker starts.
+    public var modules: [String]
+    /// An Apptainer image to run the worker in.
+    public var image: String?
+    /// Whether the worker keeps the network (its pool allows it).
+    public var network: Bool
+
+    public init(interpreter: String? = nil, modules: [String] = [], image: String? = nil, network: Bool = false) {
+        self.interpreter = interpreter
+        self.modules = modules
+        self.image = image
+        self.network = network
+    }
+
+    var json: JSONValue {
+        [
+            "interpreter": interpreter.map { .string($0) } ?? .null, "modules": .array(modules.map { .string($0) }),
+            "image": image.map { .string($0) } ?? .null, "network": .bool(network),
+        ]
+    }
+
+    init(json: JSONValue?) {
+        interpreter = json?["interpreter"]?.stringValue
+        modules = json?["modules"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        image = json?["image"]?.stringValue
+        network = json?["network"]?.boolValue ?? false
     }
 }
 
@@ -104,10 +187,14 @@ public struct Batch: Sendable, Equatable {
 public struct BatchResults: Sendable, Equatable {
     public var batchID: UInt64
     public var items: [ItemResult]
+    /// What the worker wrote to stderr while it ran this batch (bounded): it may show the batch's
+    /// inputs, so it goes only to whoever sent all of them.
+    public var log: String
 
-    public init(batchID: UInt64, items: [ItemResult]) {
+    public init(batchID: UInt64, items: [ItemResult], log: String = "") {
         self.batchID = batchID
         self.items = items
+        self.log = log
     }
 }
 

@@ -12,6 +12,8 @@ public struct ServableMetadata: Sendable, Hashable {
     /// Relative paths of every file named in `dlhub.files`, keyed as declared (`model`, `other[0]`).
     public var files: [String: String]
     public var pythonDependencies: [String: String]
+    /// What the worker runs with: the pool's default, a built Python environment, modules, a container.
+    public var environment: ServableEnvironment
     public var loader: Loader
     public var input: DataType
     public var output: DataType
@@ -133,6 +135,7 @@ extension ServableMetadata {
         for source in [dlhub["dependencies"]?["python"], servable["dependencies"]?["python"]] {
             for (k, v) in source?.objectValue ?? [:] { deps[k] = v.stringValue ?? "" }
         }
+        let environment = ServableEnvironment.parse(dlhub["environment"], dependencies: deps, issues: &issues)
         var resources = Resources()
         if let r = dlhub["resources"] {
             if let c = r["cores"] {
@@ -254,7 +257,8 @@ extension ServableMetadata {
         if !issues.isEmpty { throw invalid(issues) }
         return ServableMetadata(
             document: doc, name: name, title: title, description: description, creators: creators, domains: domains,
-            visibleTo: visibleTo, files: files, pythonDependencies: deps, loader: loader, input: input!, output: output!,
+            visibleTo: visibleTo, files: files, pythonDependencies: deps, environment: environment, loader: loader, input: input!,
+            output: output!,
             parameters: parameters, methodDetails: details, resources: resources, batching: batching,
             deterministic: deterministic, timeoutSeconds: timeout)
     }

@@ -33,6 +33,9 @@ public struct ServiceConfiguration: Sendable {
     /// Where pilots connect: host:port of the pilot listener (port 0 picks one).
     public var pilotListenHost: String = "127.0.0.1"
     public var pilotListenPort: Int = 0
+    /// How pilots sandbox workers (`isolation`, `bubblewrap`, `sandbox_read_only_paths`,
+    /// `container_command`, `worker_tmp_mb`, `modulepath`).
+    public var sandbox = SandboxSettings()
 
     public init(registryRoot: String, stateDirectory: String) {
         self.registryRoot = registryRoot
@@ -89,6 +92,12 @@ public struct ServiceConfiguration: Sendable {
                 guard let s = value.stringValue else { throw DLHubError(.badRequest, "\(source): \(key) must be a string") }
                 return s
             }
+            func absolutePaths() throws(DLHubError) -> [String] {
+                guard let list = value.arrayValue?.compactMap(\.stringValue), list.count == value.arrayValue?.count,
+                    list.allSatisfy({ $0.hasPrefix("/") })
+                else { throw DLHubError(.badRequest, "\(source): \(key) must be a list of absolute paths") }
+                return list
+            }
             func int() throws(DLHubError) -> Int {
                 guard let n = value.intValue, n >= 0 else {
                     throw DLHubError(.badRequest, "\(source): \(key) must be a non-negative integer")
@@ -113,6 +122,17 @@ public struct ServiceConfiguration: Sendable {
                 try copy.setListen(try str())
                 pilotListenHost = copy.listenHost
                 pilotListenPort = copy.listenPort
+            case "isolation": sandbox.isolation = try IsolationMode(setting: try str())
+            case "bubblewrap": sandbox.bubblewrap = try str()
+            case "sandbox_read_only_paths": sandbox.readOnlyPaths = try absolutePaths()
+            case "modulepath": sandbox.modulePath = try absolutePaths()
+            case "container_command":
+                guard let words = value.arrayValue?.compactMap(\.stringValue), words.count == value.arrayValue?.count else {
+                    throw DLHubError(.badRequest, "\(source): container_command must be a list of words")
+                }
+                try ApptainerCommand.validate(words)
+                sandbox.containerCommand = words
+            case "worker_tmp_mb": sandbox.workerTmpMB = max(1, try int())
             case "pools":
                 guard let list = value.arrayValue else { throw DLHubError(.badRequest, "\(source): pools must be a list") }
                 pools = []

@@ -16,12 +16,16 @@ public actor Dispatcher {
     public struct QueuedItem: Sendable {
         public var id: UInt64
         public var taskID: String
+        /// Who sent it (a login): a batch's stderr goes to the servable's owner only when all its
+        /// items are the owner's.
+        public var owner: String
         /// The input as JSON bytes, forwarded to the pilot as they are.
         public var payload: [UInt8]
 
-        public init(id: UInt64, taskID: String, payload: [UInt8]) {
+        public init(id: UInt64, taskID: String, owner: String, payload: [UInt8]) {
             self.id = id
             self.taskID = taskID
+            self.owner = owner
             self.payload = payload
         }
     }
@@ -60,6 +64,7 @@ public actor Dispatcher {
     let store: TaskStore
     let waiters: TaskWaiters
     let cache = ResultCache()
+    let logs = ServableLogs()
     let logger: Logger
     var queues: [String: Queue] = [:]
     /// `owner/name@N` for each queue key, for people.
@@ -123,22 +128,35 @@ public actor Dispatcher {
 
     // MARK: Pilots
 
-    /// Registers a connected pilot; frames for it go to `outbound`.
-    public func attach(hello: PilotHello, outbound: AsyncStream<PilotFrame>.Continuation) -> Int {
-        let id = nextSessionID
-        nextSessionID += 1
+    /// A session number for a pilot in its handshake (sent in the welcome).
+    public func reserveSessionID() -> Int {
+        defer { nextSessionID += 1 }
+        return nextSessionID
+    }
+
+    /// Registers a pilot that completed the mutual proof; frames for it go to `outbound`.
+    public func attach(session id: Int, hello: PilotHello, outbound: AsyncStream<PilotFrame>.Continuation) {
         let now = Date()
         sessions[id] = Session(
             id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), idleSince: now, lastHeard: now, outbound: outbound)
-        outbound.yield(.welcome(["session": .int(Int64(id)), "pool": .string(hello.pool)]))
         logger.info(
             "pilot connected",
             metadata: [
                 "slurm.job_id": "\(hello.jobID)", "pilot.node": "\(hello.node)", "pilot.pool": "\(hello.pool)",
-                "pilot.slots": "\(hello.slots)",
+                "pilot.slots": "\(hello.slots)", "pilot.isolation": "\(hello.isolation)",
             ])
+        if case .unavailable(let mode, let reason) = IsolationStatus(parsing: hello.isolation) {
+            logger.error(
+                "the pilot's sandbox does not work on its node: it will refuse to start workers",
+                metadata: [
+                    "slurm.job_id": "\(hello.jobID)", "pilot.node": "\(hello.node)", "isolation": "\(mode.rawValue)", "reason": "\(reason)",
+                ])
+        } else if IsolationStatus(parsing: hello.isolation) == .available(.none) {
+            logger.warning(
+                "the pilot runs workers without a sandbox (isolation: none): any servable can act with the service account's rights",
+                metadata: ["slurm.job_id": "\(hello.jobID)"])
+        }
         pump()
-        return id
     }
 
     /// A pilot's connection ended: what it held goes back to the queue (or fails after retries).
@@ -173,14 +191,19 @@ public actor Dispatcher {
         }
     }
 
-    public func received(_ frame: PilotFrame, from sessionID: Int) async {
-        guard sessions[sessionID] != nil else { return }
+    /// Handles a frame from an authenticated pilot. Returns why the frame is refused when the
+    /// pilot sent something the service did not ask for (the session is then dropped).
+    public func received(_ frame: PilotFrame, from sessionID: Int) async -> String? {
+        guard sessions[sessionID] != nil else { return nil }
         sessions[sessionID]!.lastHeard = Date()
         switch frame {
         case .results(let results):
             await complete(results, from: sessionID)
-        case .loaded(let key, let error):
-            sessions[sessionID]!.loading.remove(key)
+        case .loaded(let key, let error, let log):
+            guard sessions[sessionID]!.loading.remove(key) != nil else {
+                return "loaded \(key), which the service never asked it to load"
+            }
+            recordLoadLog(key, error: error, log: log, sessionID: sessionID)
             if let error {
                 failedLoads[key, default: [:]][sessionID] = error
                 await failUnloadable(key, error: error, jobID: sessions[sessionID]!.hello.jobID)
@@ -192,7 +215,7 @@ public actor Dispatcher {
         case .heartbeat(let status):
             sessions[sessionID]!.status = status
         case .credit(let slots):
-            sessions[sessionID]!.slots = max(0, slots)
+            sessions[sessionID]!.slots = min(max(0, slots), max(1, sessions[sessionID]!.hello.slots))
             if slots == 0 { sessions[sessionID]!.draining = true }
         case .bye(let reason, let returned):
             let session = sessions[sessionID]!
@@ -209,10 +232,11 @@ public actor Dispatcher {
                 "pilot said bye",
                 metadata: ["slurm.job_id": "\(session.hello.jobID)", "reason": "\(reason)", "returned.batches": "\(back.count)"])
             await detach(sessionID, reason: "bye: \(reason)")
-        case .hello, .welcome, .load, .batch, .drain:
-            logger.warning("unexpected frame from pilot", metadata: ["session": "\(sessionID)"])
+        case .hello, .welcome, .authenticate, .load, .batch, .drain:
+            return "a \(frame.name) frame, which only the service sends or which belongs to the handshake"
         }
         pump()
+        return nil
     }
 
     func complete(_ results: BatchResults, from sessionID: Int) async {
@@ -222,6 +246,12 @@ public actor Dispatcher {
         }
         if sessions[sessionID]!.inFlight.isEmpty { sessions[sessionID]!.idleSince = Date() }
         landed(batch.items)
+        if !results.log.isEmpty, let q = queues[batch.key], let owner = q.metadata.owner, batch.items.allSatisfy({ $0.owner == owner }) {
+            let session = sessions[sessionID]!
+            logs.append(
+                q.spec.digest,
+                .init(at: Date(), kind: .batch, error: nil, text: results.log, jobID: session.hello.jobID, node: session.hello.node))
+        }
         let expected = Set(batch.items.map(\.id))
         var answered = results.items.filter { expected.contains($0.id) }
         let missing = expected.subtracting(answered.map(\.id))
@@ -318,6 +348,15 @@ public actor Dispatcher {
         }
         updateGauge()
     }
+
+    /// Keeps what a worker said while loading, for the servable's owner.
+    func recordLoadLog(_ key: String, error: String?, log: String, sessionID: Int) {
+        guard let digest = queues[key]?.spec.digest, let session = sessions[sessionID] else { return }
+        logs.append(digest, .init(at: Date(), kind: .load, error: error, text: log, jobID: session.hello.jobID, node: session.hello.node))
+    }
+
+    /// What the workers of a servable version said (see `ServableLogs`).
+    public func logEntries(digest: String) -> [JSONValue] { logs.entries(for: digest).map(\.json) }
 
     /// Whether some of a task's items are on a pilot now.
     public func isRunning(_ taskID: String) -> Bool { (runningTasks[taskID] ?? 0) > 0 }

@@ -6,31 +6,60 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// Accepts pilot connections (pilots connect out from compute nodes), checks their hello, and
-/// relays frames between each pilot and the dispatcher.
+/// Accepts pilot connections (pilots connect out from compute nodes), runs the mutual proof
+/// (`PilotProof`), then relays frames between each pilot and the dispatcher.
 ///
-/// A pilot is accepted only when its munge credential was made by the service's own uid and
-/// names a Slurm job the pilot manager submitted.
+/// Before the proof a connection is a stranger: it must send its hello within a few seconds and a
+/// few KiB, and only so many strangers may wait at once. A pilot is accepted only when its munge
+/// credential was made by the service's own uid and names a Slurm job the pilot manager submitted
+/// and still tracks, its hello is within bounds, no other session holds that job's node, and it
+/// proves it holds the secret its job was given.
 public final class PilotListener: Service, @unchecked Sendable {
+    /// What the listener needs to know about a job that says hello.
+    public struct Job: Sendable {
+        public var secret: String
+        public var pool: String
+        public init(secret: String, pool: String) {
+            self.secret = secret
+            self.pool = pool
+        }
+    }
+
+    public struct Limits: Sendable {
+        /// Seconds a new connection has to complete the handshake.
+        public var handshakeSeconds: Double = 5
+        /// Largest handshake frame.
+        public var handshakeBytes = 16 * 1024
+        /// Connections allowed to be in their handshake at once; more are closed at once.
+        public var strangers = 64
+        /// Largest frame once authenticated.
+        public var frameBytes = PilotFrame.maximumLength
+        public init() {}
+    }
+
     let host: String
     let port: Int
     let dispatcher: Dispatcher
-    let isOurJob: @Sendable (UInt32) async -> Bool
+    let job: @Sendable (UInt32) async -> Job?
     let munge: MungeCodec
+    let limits: Limits
     let logger: Logger
     private let boundPort = LockedBox<Int?>(nil)
     private let bound = AsyncStream<Int>.makeStream()
+    private let strangers = LockedBox(0)
+    private let connected = LockedBox<Set<String>>([])
 
     public init(
-        host: String, port: Int, dispatcher: Dispatcher, munge: MungeCodec = MungeCodec(), logger: Logger,
-        isOurJob: @escaping @Sendable (UInt32) async -> Bool
+        host: String, port: Int, dispatcher: Dispatcher, munge: MungeCodec = MungeCodec(), limits: Limits = Limits(), logger: Logger,
+        job: @escaping @Sendable (UInt32) async -> Job?
     ) {
         self.host = host
         self.port = port
         self.dispatcher = dispatcher
         self.munge = munge
+        self.limits = limits
         self.logger = logger
-        self.isOurJob = isOurJob
+        self.job = job
     }
 
     /// The port the listener bound (waits until it has).
@@ -41,13 +70,18 @@ public final class PilotListener: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
+        let limits = self.limits
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(
+                            PilotFrameDecoder(limit: limits.frameBytes, handshakeFrames: 2, handshakeLimit: limits.handshakeBytes)),
+                        MessageToByteHandler(PilotFrameEncoder()))
+                    return try NIOAsyncChannel<PilotFrame, PilotFrame>(wrappingChannelSynchronously: channel)
                 }
             }
         let actual = server.channel.localAddress?.port ?? port
@@ -67,70 +101,137 @@ public final class PilotListener: Service, @unchecked Sendable {
         }
     }
 
-    func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    func serve(_ connection: NIOAsyncChannel<PilotFrame, PilotFrame>) async {
         let remote = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
+        let admitted = strangers.update { n -> Bool in
+            guard n < limits.strangers else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            logger.warning("pilot connection dropped: too many connections in their handshake", metadata: ["remote": "\(remote)"])
+            connection.channel.close(promise: nil)
+            return
+        }
+        var stillStranger = true
+        defer { if stillStranger { strangers.update { $0 -= 1 } } }
+        // A stranger that does not finish its handshake in time is cut off.
+        let channel = connection.channel
+        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.handshakeSeconds * 1000))) {
+            channel.close(promise: nil)
+        }
         do {
             try await connection.executeThenClose { inbound, writer in
                 var iterator = inbound.makeAsyncIterator()
-                var buffer: [UInt8] = []
-                var pending: [PilotFrame] = []
-                // The first frame must be a valid hello.
-                while pending.isEmpty {
-                    guard let chunk = try await iterator.next() else { return }
-                    buffer += Array(buffer: chunk)
-                    pending = try PilotFrame.split(&buffer)
-                }
-                guard case .hello(let hello) = pending.removeFirst() else {
+                guard case .hello(let hello)? = try await iterator.next() else {
                     logger.warning("pilot connection without hello", metadata: ["remote": "\(remote)"])
                     return
                 }
-                if let refusal = await check(hello) {
-                    logger.warning(
-                        "pilot refused", metadata: ["remote": "\(remote)", "slurm.job_id": "\(hello.jobID)", "reason": "\(refusal)"])
-                    try await writer.write(ByteBuffer(bytes: PilotFrame.drain(reason: "refused: \(refusal)").encoded()))
+                guard let job = await admit(hello, remote: remote) else {
+                    try await writer.write(.drain(reason: "refused"))
                     return
                 }
-                let (outbound, continuation) = AsyncStream.makeStream(of: PilotFrame.self)
-                let session = await dispatcher.attach(hello: hello, outbound: continuation)
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await frame in outbound {
-                            do { try await writer.write(ByteBuffer(bytes: frame.encoded())) } catch { break }
-                        }
-                    }
-                    do {
-                        for frame in pending { await dispatcher.received(frame, from: session) }
-                        while let chunk = try await iterator.next() {
-                            buffer += Array(buffer: chunk)
-                            for frame in try PilotFrame.split(&buffer) { await dispatcher.received(frame, from: session) }
-                        }
-                        await dispatcher.detach(session, reason: "connection closed")
-                    } catch {
-                        await dispatcher.detach(session, reason: "connection error: \(error)")
-                    }
-                    continuation.finish()
-                    group.cancelAll()
+                let sessionKey = "\(hello.jobID)/\(hello.node)"
+                guard connected.update({ $0.insert(sessionKey).inserted }) else {
+                    logger.warning(
+                        "pilot refused",
+                        metadata: ["remote": "\(remote)", "slurm.job_id": "\(hello.jobID)", "reason": "a session for this node exists"])
+                    try await writer.write(.drain(reason: "refused: this job's pilot on \(hello.node) is already connected"))
+                    return
                 }
+                defer { connected.update { $0.remove(sessionKey) } }
+                let serviceNonce = PilotProof.random()
+                let session = await dispatcher.reserveSessionID()
+                try await writer.write(
+                    .welcome(
+                        PilotWelcome(
+                            session: session, pool: job.pool, nonce: serviceNonce,
+                            proof: PilotProof.service(
+                                secret: job.secret, jobID: hello.jobID, node: hello.node, pilotNonce: hello.nonce,
+                                serviceNonce: serviceNonce))))
+                guard case .authenticate(let proof)? = try await iterator.next(),
+                    PilotProof.matches(
+                        proof,
+                        PilotProof.pilot(
+                            secret: job.secret, jobID: hello.jobID, node: hello.node, pilotNonce: hello.nonce, serviceNonce: serviceNonce))
+                else {
+                    logger.warning(
+                        "pilot refused",
+                        metadata: [
+                            "remote": "\(remote)", "slurm.job_id": "\(hello.jobID)",
+                            "reason": "it could not prove it holds the job's secret",
+                        ])
+                    try? await writer.write(.drain(reason: "refused"))
+                    return
+                }
+                deadline.cancel()
+                strangers.update { $0 -= 1 }
+                stillStranger = false
+                try await relay(session: session, hello: hello, inbound: &iterator, writer: writer)
             }
         } catch {
             logger.warning("pilot connection failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
     }
 
-    /// Nil when the hello is acceptable, else why not.
-    func check(_ hello: PilotHello) async -> String? {
-        let identity: MungeIdentity
-        do { identity = try munge.decode(hello.credential) } catch { return "munge: \(error.message)" }
-        guard identity.uid == getuid() else { return "the pilot runs as uid \(identity.uid), not the service's uid \(getuid())" }
-        guard String(decoding: identity.payload, as: UTF8.self) == String(hello.jobID) else {
-            return "the credential does not name job \(hello.jobID)"
+    /// Frames both ways for an authenticated pilot, until its connection ends.
+    func relay(
+        session: Int, hello: PilotHello, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
+        writer: NIOAsyncChannelOutboundWriter<PilotFrame>
+    ) async throws {
+        let (outbound, continuation) = AsyncStream.makeStream(of: PilotFrame.self)
+        await dispatcher.attach(session: session, hello: hello, outbound: continuation)
+        var iterator = inbound
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await frame in outbound {
+                    do { try await writer.write(frame) } catch { break }
+                }
+            }
+            do {
+                while let frame = try await iterator.next() {
+                    if let refusal = await dispatcher.received(frame, from: session) {
+                        await dispatcher.detach(session, reason: "protocol violation: \(refusal)")
+                        break
+                    }
+                }
+                await dispatcher.detach(session, reason: "connection closed")
+            } catch {
+                await dispatcher.detach(session, reason: "connection error: \(error)")
+            }
+            continuation.finish()
+            group.cancelAll()
         }
-        guard await isOurJob(hello.jobID) else { return "job \(hello.jobID) was not submitted by this service" }
-        return nil
+    }
+
+    /// The job a hello claims, when every check passes; nil (logged) otherwise.
+    func admit(_ hello: PilotHello, remote: String) async -> Job? {
+        func refuse(_ reason: String) -> Job? {
+            logger.warning("pilot refused", metadata: ["remote": "\(remote)", "slurm.job_id": "\(hello.jobID)", "reason": "\(reason)"])
+            return nil
+        }
+        if let problem = hello.problem(now: Int64(Date().timeIntervalSince1970)) { return refuse("bad hello: \(problem)") }
+        let identity: MungeIdentity
+        do {
+            let codec = munge
+            let credential = hello.credential
+            identity = try await BlockingIO.run { () throws(DLHubError) in
+                do throws(MungeError) { return try codec.decode(credential) } catch { throw error.asDLHubError }
+            }
+        } catch {
+            return refuse("munge: \(error.message)")
+        }
+        guard identity.uid == getuid() else { return refuse("the pilot runs as uid \(identity.uid), not the service's uid \(getuid())") }
+        guard String(decoding: identity.payload, as: UTF8.self) == String(hello.jobID) else {
+            return refuse("the credential does not name job \(hello.jobID)")
+        }
+        guard let job = await job(hello.jobID) else { return refuse("job \(hello.jobID) was not submitted by this service, or has ended") }
+        guard job.pool == hello.pool else { return refuse("job \(hello.jobID) belongs to pool \(job.pool), not \(hello.pool)") }
+        return job
     }
 }
 
-/// A value shared between the listener's run loop and callers; set once.
+/// A value shared between the listener's tasks.
 final class LockedBox<T: Sendable>: @unchecked Sendable {
     private var stored: T
     private let lock = NSLock()
@@ -138,5 +239,13 @@ final class LockedBox<T: Sendable>: @unchecked Sendable {
     var value: T {
         get { lock.lock(); defer { lock.unlock() }; return stored }
         set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+
+    /// Changes the value under the lock and returns what `body` returns.
+    @discardableResult
+    func update<R>(_ body: (inout T) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&stored)
     }
 }

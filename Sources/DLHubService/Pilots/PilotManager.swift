@@ -19,6 +19,8 @@ public actor PilotManager {
         var replaced = false
         var drainRequested = false
         var endedAt: Date?
+        /// The secret the job's pilots prove themselves with (`PilotProof`).
+        var secret: String
     }
 
     struct PoolState {
@@ -37,10 +39,11 @@ public actor PilotManager {
         public var python: String
         public var logDirectory: String
         public var environment: [String]
+        public var sandbox: SandboxSettings
 
         public init(
             pools: [PoolConfiguration], script: PilotScript, pilotExecutable: String, workerScript: String, python: String,
-            logDirectory: String, environment: [String]
+            logDirectory: String, environment: [String], sandbox: SandboxSettings = SandboxSettings()
         ) {
             self.pools = pools
             self.script = script
@@ -49,6 +52,7 @@ public actor PilotManager {
             self.python = python
             self.logDirectory = logDirectory
             self.environment = environment
+            self.sandbox = sandbox
         }
     }
 
@@ -75,6 +79,12 @@ public actor PilotManager {
     public func setServiceAddress(_ address: String) { serviceAddress = address }
 
     public func isOurJob(_ id: UInt32) -> Bool { jobs[id].map { $0.endedAt == nil } ?? false }
+
+    /// What the pilot listener needs to admit a pilot of job `id`: nil unless the job is ours and alive.
+    public func listenerJob(_ id: UInt32) -> PilotListener.Job? {
+        guard let job = jobs[id], job.endedAt == nil else { return nil }
+        return PilotListener.Job(secret: job.secret, pool: job.pool)
+    }
 
     /// One round: observe every job, then act on every pool.
     public func tick(now: Date = Date()) async {
@@ -153,30 +163,11 @@ public actor PilotManager {
     @discardableResult
     func submit(_ pool: PoolConfiguration, reason: String, state: inout PoolState, now: Date) async -> Bool {
         guard !serviceAddress.isEmpty else { return false }
-        let signalSeconds = Int(PoolPolicy.drainLead(walltimeMinutes: pool.walltimeMinutes))
-        var job = JobSubmission(
-            name: "dlhub-pilot-\(pool.name)",
-            script: settings.script.render(
-                .init(
-                    pool: pool, service: serviceAddress, pilot: settings.pilotExecutable, python: settings.python,
-                    workerScript: settings.workerScript, signalSeconds: signalSeconds)),
-            workDir: settings.logDirectory)
-        job.partition = pool.partition
-        job.account = pool.account
-        job.qos = pool.qos
-        job.constraint = pool.constraint
-        job.gres = pool.gres
-        job.nodes = pool.nodes
-        job.cpusPerTask = pool.coresPerNode
-        job.timeLimitMinutes = pool.walltimeMinutes
-        job.outputPath = settings.logDirectory + "/pilot-%j.out"
-        job.environment = settings.environment + ["DLHUB_POOL=\(pool.name)"]
-        job.warningSignal = (signal: SIGUSR1, secondsBefore: signalSeconds)
-        // A pilot that fails is replaced by the manager; Slurm requeueing it would only hold its place.
-        job.requeue = false
+        let secret = PilotProof.random()
+        let job = settings.script.submission(for: pool, settings: settings, service: serviceAddress, secret: secret)
         do {
             let id = try await slurm.submit(job)
-            jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason)
+            jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason, secret: secret)
             state.failures = 0
             state.paused = nil
             state.lastError = nil
@@ -221,6 +212,7 @@ public actor PilotManager {
                     "resident": .array(
                         residentNames.filter { s.flatMap(\.loaded).contains($0.key) }.map(\.value).sorted().map { .string($0) }),
                     "running_batches": .int(Int64(s.reduce(0) { $0 + $1.busy })),
+                    "isolation": s.first.map { .string($0.hello.isolation) } ?? .null,
                     "submitted": .double(job.submittedAt.timeIntervalSince1970), "why": .string(job.reason),
                 ]
                 if let info = job.info, info.state == .running, info.endTime > 0 {

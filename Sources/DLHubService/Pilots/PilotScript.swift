@@ -1,7 +1,8 @@
 import DLHubCore
 import Foundation
 
-/// The pilot job script: the template from `slurm/` with a pool's values filled in.
+/// A pilot job: the template from `slurm/` with a pool's values filled in, and the Slurm options
+/// set on the job. The one place where a pool becomes a Slurm submission.
 public struct PilotScript: Sendable {
     public let template: String
 
@@ -12,26 +13,47 @@ public struct PilotScript: Sendable {
         template = String(decoding: data, as: UTF8.self)
     }
 
-    public struct Values: Sendable {
-        public var pool: PoolConfiguration
-        public var service: String
-        public var pilot: String
-        public var python: String
-        public var workerScript: String
-        public var signalSeconds: Int
+    /// The submission for one pilot job of `pool`, connecting to `service` and proving itself
+    /// with `secret` (which travels in the job's environment, never in the script).
+    public func submission(for pool: PoolConfiguration, settings: PilotManager.Settings, service: String, secret: String) -> JobSubmission {
+        let signalSeconds = Int(PoolPolicy.drainLead(walltimeMinutes: pool.walltimeMinutes))
+        var job = JobSubmission(
+            name: "dlhub-pilot-\(pool.name)",
+            script: render(pool: pool, settings: settings, service: service, signalSeconds: signalSeconds),
+            workDir: settings.logDirectory)
+        job.partition = pool.partition
+        job.account = pool.account
+        job.qos = pool.qos
+        job.constraint = pool.constraint
+        job.gres = pool.gres
+        job.nodes = pool.nodes
+        job.cpusPerTask = pool.coresPerNode
+        job.timeLimitMinutes = pool.walltimeMinutes
+        job.outputPath = settings.logDirectory + "/pilot-%j.out"
+        var environment = settings.environment.filter {
+            !$0.hasPrefix(PilotProof.environmentVariable + "=") && !$0.hasPrefix("MODULEPATH=")
+        }
+        environment.append("DLHUB_POOL=\(pool.name)")
+        environment.append("\(PilotProof.environmentVariable)=\(secret)")
+        if !settings.sandbox.modulePath.isEmpty { environment.append("MODULEPATH=" + settings.sandbox.modulePath.joined(separator: ":")) }
+        job.environment = environment
+        job.warningSignal = (signal: SIGUSR1, secondsBefore: signalSeconds)
+        // A pilot that fails is replaced by the manager; Slurm requeueing it would only hold its place.
+        job.requeue = false
+        return job
     }
 
-    public func render(_ v: Values) -> String {
-        let p = v.pool
+    func render(pool p: PoolConfiguration, settings: PilotManager.Settings, service: String, signalSeconds: Int) -> String {
         let loads =
             p.modules.isEmpty
             ? "# (no modules to load for this pool)" : p.modules.map { "module load \(Self.quote($0))" }.joined(separator: "\n")
         let values: [String: String] = [
             "pool": p.name, "partition": p.partition ?? "(default)", "account": p.account ?? "-", "qos": p.qos ?? "-",
             "constraint": p.constraint ?? "-", "gres": p.gres ?? "-", "nodes": String(p.nodes),
-            "walltime_minutes": String(p.walltimeMinutes), "signal_seconds": String(v.signalSeconds),
-            "module_loads": loads, "service": v.service, "pilot": Self.quote(v.pilot), "python": Self.quote(v.python),
-            "worker_script": Self.quote(v.workerScript), "max_workers": String(p.maxWorkersPerPilot),
+            "walltime_minutes": String(p.walltimeMinutes), "signal_seconds": String(signalSeconds),
+            "module_loads": loads, "service": service, "pilot": Self.quote(settings.pilotExecutable), "python": Self.quote(settings.python),
+            "worker_script": Self.quote(settings.workerScript), "max_workers": String(p.maxWorkersPerPilot),
+            "sandbox_options": settings.sandbox.pilotOptions(network: p.workerNetwork).map(Self.quote).joined(separator: " "),
         ]
         var out = template
         for (k, value) in values { out = out.replacingOccurrences(of: "{{\(k)}}", with: value) }
@@ -39,7 +61,35 @@ public struct PilotScript: Sendable {
     }
 
     static func quote(_ s: String) -> String {
-        s.allSatisfy { $0.isLetter || $0.isNumber || "/._-:=+@".contains($0) }
+        !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || "/._-:=+@".contains($0) }
             ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// How pilots sandbox their workers: the site's settings, passed to every pilot.
+public struct SandboxSettings: Sendable, Hashable {
+    public var isolation: IsolationMode = .bubblewrap
+    /// The bubblewrap program on the compute nodes.
+    public var bubblewrap: String = "bwrap"
+    /// Site software trees workers may read (a module tree's software, `/cvmfs`, ...).
+    public var readOnlyPaths: [String] = []
+    /// The Apptainer command template for container servables.
+    public var containerCommand: [String] = ApptainerCommand.defaultTemplate
+    /// Size of each worker's private `/tmp`, in MB.
+    public var workerTmpMB: Int = 1024
+    /// Where Lmod finds modulefiles on the compute nodes (`MODULEPATH`), when not the default.
+    public var modulePath: [String] = []
+
+    public init() {}
+
+    /// The `dlhub-pilot` options that carry these settings (`{{sandbox_options}}` in the template).
+    public func pilotOptions(network: Bool) -> [String] {
+        var out = ["--isolation", isolation.rawValue, "--bubblewrap", bubblewrap, "--worker-tmp-mb", String(workerTmpMB)]
+        for path in readOnlyPaths { out += ["--read-only", path] }
+        if containerCommand != ApptainerCommand.defaultTemplate {
+            for word in containerCommand { out += ["--container-command", word] }
+        }
+        if network { out.append("--worker-network") }
+        return out
     }
 }

@@ -83,22 +83,26 @@ public final class Runner: Sendable {
                 id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
                 single: single,
                 parameters: parameterBytes, inputs: inputs.map { $0.encoded() }))
-        var items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, payload: $1.encoded()) }
+        var items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1.encoded()) }
         let key = Self.queueKey(digest: record.digest, parameters: parameters)
         if metadata.deterministic, request["cache"]?.boolValue ?? true {
             items = await dispatcher.answerFromCache(key: key, items: items)
         }
         if !items.isEmpty {
             await dispatcher.enqueue(
-                key: key, spec: spec(record, parameters), metadata: metadata, pool: pool.name, parameters: parameterBytes, items: items)
+                key: key, spec: spec(record, parameters, pool: pool), metadata: metadata, pool: pool.name, parameters: parameterBytes,
+                items: items)
         }
         return Accepted(taskID: taskID, pool: pool.name)
     }
 
-    func spec(_ record: RegistryRecord, _ parameters: JSONValue) -> ServableSpec {
-        ServableSpec(
+    func spec(_ record: RegistryRecord, _ parameters: JSONValue, pool: PoolConfiguration) -> ServableSpec {
+        let environment = record.metadata.environment
+        return ServableSpec(
             key: Self.queueKey(digest: record.digest, parameters: parameters), digest: record.digest, directory: record.directory,
-            metadata: record.metadata.document)
+            metadata: record.metadata.document,
+            environment: WorkerEnvironment(
+                interpreter: nil, modules: environment.modules, image: environment.image, network: pool.workerNetwork))
     }
 
     /// Items with different parameters never share a batch.
@@ -130,9 +134,10 @@ public final class Runner: Sendable {
                 continue
             }
             await dispatcher.enqueue(
-                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters), metadata: record.metadata,
+                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters, pool: pool),
+                metadata: record.metadata,
                 pool: pool.name, parameters: first.parameters,
-                items: items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, payload: $0.input) })
+                items: items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, owner: $0.owner, payload: $0.input) })
         }
         if !failed.isEmpty { await waiters.finished(try await store.complete(failed)) }
         logger.info("re-queued tasks accepted before the restart", metadata: ["items": "\(pending.count)"])

@@ -119,12 +119,12 @@ public final class TaskStore: Sendable {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT i.id, i.task_id, i.input, t.servable, t.digest, t.parameters FROM items i JOIN tasks t ON t.id = i.task_id
+                    SELECT i.id, i.task_id, i.input, t.owner, t.servable, t.digest, t.parameters FROM items i JOIN tasks t ON t.id = i.task_id
                     WHERE i.state = 0 ORDER BY i.id
                     """
             ).map { row in
                 PendingItem(
-                    itemID: UInt64(bitPattern: row["id"]), taskID: row["task_id"], input: Array(row["input"] as Data),
+                    itemID: UInt64(bitPattern: row["id"]), taskID: row["task_id"], owner: row["owner"], input: Array(row["input"] as Data),
                     servable: row["servable"], digest: row["digest"], parameters: Array(row["parameters"] as Data))
             }
         }
@@ -133,6 +133,7 @@ public final class TaskStore: Sendable {
     public struct PendingItem: Sendable {
         public var itemID: UInt64
         public var taskID: String
+        public var owner: String
         public var input: [UInt8]
         public var servable: String
         public var digest: String
