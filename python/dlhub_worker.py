@@ -62,6 +62,11 @@ def check_dependencies(metadata):
             "e.g. %s -m pip install %s" % (", ".join(missing), sys.executable, sys.executable, " ".join(missing)))
 
 
+def gpus_assigned():
+    """Whether the pilot pinned this worker to GPUs of its own (CUDA_VISIBLE_DEVICES)."""
+    return bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip())
+
+
 def model_path(directory, metadata, key="model"):
     files = metadata.get("dlhub", {}).get("files") or {}
     name = files.get(key) or files.get("pickle") or files.get("model")
@@ -123,18 +128,22 @@ class Servable:
 
     def load_torch(self, directory, metadata):
         import torch
-        model = torch.jit.load(model_path(directory, metadata), map_location="cpu")
+        device = "cuda" if gpus_assigned() and torch.cuda.is_available() else "cpu"
+        model = torch.jit.load(model_path(directory, metadata), map_location=device)
         model.eval()
 
         def call(x, **kw):
             with torch.no_grad():
-                return model(torch.as_tensor(x, dtype=torch.float32), **kw)
+                return model(torch.as_tensor(x, dtype=torch.float32, device=device), **kw)
         return call
 
     def load_onnx(self, directory, metadata):
         import numpy as np
         import onnxruntime
-        session = onnxruntime.InferenceSession(model_path(directory, metadata), providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if gpus_assigned() and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        session = onnxruntime.InferenceSession(model_path(directory, metadata), providers=providers)
         name = session.get_inputs()[0].name
         return lambda x, **kw: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
 

@@ -333,6 +333,7 @@ public actor PilotAgent {
         }
         let timeout = settings.startTimeoutSeconds
         let pinned = devices
+        let started = ContinuousClock.now
         do {
             let worker = try await withCheckedThrowingContinuation { continuation in
                 DispatchQueue.global().async {
@@ -342,11 +343,20 @@ public actor PilotAgent {
                     } catch { continuation.resume(throwing: error) }
                 }
             }
+            let elapsed = ContinuousClock.now - started
+            logger.info(
+                "worker started",
+                metadata: [
+                    "servable.key": "\(label)",
+                    "worker.isolation": "\(spec.environment.image != nil ? "apptainer" : settings.isolation.rawValue)",
+                    "worker.start_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                ])
             return worker
         } catch {
             gpus.release(token)
-            if case .exited(_, let stderr) = error as? WorkerProcess.Failure {
-                throw StartFailure(message: "\(error)", log: stderr)
+            switch error as? WorkerProcess.Failure {
+            case .exited(_, let stderr)?, .notReady(_, let stderr)?: throw StartFailure(message: "\(error)", log: stderr)
+            default: break
             }
             throw StartFailure(message: "\(error)", log: "")
         }

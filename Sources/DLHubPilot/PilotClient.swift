@@ -113,7 +113,7 @@ public struct PilotClient: Sendable {
                         secret: options.secret, jobID: options.jobID, node: options.node, pilotNonce: nonce, serviceNonce: welcome.nonce)))
             deadline.cancel()
             logger.info("connected to the service", metadata: ["session": "\(welcome.session)"])
-            try await serve(
+            await serve(
                 agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: outboundContinuation, signals: signals,
                 channel: channel)
         }
@@ -126,9 +126,9 @@ public struct PilotClient: Sendable {
         agent: PilotAgent, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
         writer: NIOAsyncChannelOutboundWriter<PilotFrame>, outbound: AsyncStream<PilotFrame>,
         heartbeat: AsyncStream<PilotFrame>.Continuation, signals: AsyncStream<Int32>, channel: any Channel
-    ) async throws {
+    ) async {
         let options = self.options, logger = self.logger
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await frame in outbound {
                     try await writer.write(frame)

@@ -26,6 +26,8 @@ final class WorkerProcess: @unchecked Sendable {
         case exited(status: Int32, stderr: String)
         case timedOut(seconds: Double)
         case protocolError(String)
+        /// The worker could not load its servable; `stderr` is what it wrote meanwhile.
+        case notReady(String, stderr: String)
 
         var description: String {
             switch self {
@@ -33,6 +35,7 @@ final class WorkerProcess: @unchecked Sendable {
                 return "the worker crashed (exit status \(status))" + (stderr.isEmpty ? "" : "; its last words: \(stderr)")
             case .timedOut(let s): return "the worker did not answer within the servable's timeout of \(Self.format(s)) s and was killed"
             case .protocolError(let m): return m
+            case .notReady(let m, _): return m
             }
         }
 
@@ -56,16 +59,10 @@ final class WorkerProcess: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: scratch)
             throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error.localizedDescription)")
         }
-        let log = stderrLog
-        let errHandle = stderrPipe.fileHandleForReading
-        Thread.detachNewThread {
-            while true {
-                let data = errHandle.availableData
-                if data.isEmpty { break }
-                FileHandle.standardError.write(data)
-                log.append(data)
-            }
-        }
+        // Stderr is read in the same loop as stdout: whatever a worker wrote there before its
+        // reply is in hand when the reply is, so it is charged to the right batch.
+        let errFD = stderrPipe.fileHandleForReading.fileDescriptor
+        _ = fcntl(errFD, F_SETFL, fcntl(errFD, F_GETFL) | O_NONBLOCK)
         let line: [UInt8]
         do { line = try readLine(timeout: startTimeout) } catch {
             stop()
@@ -77,8 +74,10 @@ final class WorkerProcess: @unchecked Sendable {
             throw Failure.protocolError("the worker broke the protocol: its first line was not JSON")
         }
         guard json["ready"]?.boolValue == true else {
+            drainStderr(until: Date().addingTimeInterval(0.5))
+            loadLog += stderrLog.take()
             stop()
-            throw Failure.protocolError(json["error"]?.stringValue ?? "the worker did not say it was ready")
+            throw Failure.notReady(json["error"]?.stringValue ?? "the worker did not say it was ready", stderr: loadLog)
         }
     }
 
@@ -97,17 +96,20 @@ final class WorkerProcess: @unchecked Sendable {
             offset += n
         }
         let reply = try readLine(timeout: timeout)
-        usleep(1000)  // stderr written just before the reply is usually in by now
         return (reply, stderrLog.take())
     }
 
     private func readLine(timeout: Double) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(timeout)
-        let fd = stdoutPipe.fileHandleForReading.fileDescriptor
+        let outFD = stdoutPipe.fileHandleForReading.fileDescriptor
+        let errFD = stderrPipe.fileHandleForReading.fileDescriptor
+        var errOpen = true
         while true {
             if let newline = buffer.firstIndex(of: 0x0A) {
                 let line = Array(buffer[..<newline])
                 buffer.removeSubrange(...newline)
+                // Everything written to stderr before the reply is already in the pipe.
+                if errOpen { _ = readStderr(errFD) }
                 return line
             }
             let remaining = deadline.timeIntervalSinceNow
@@ -115,15 +117,44 @@ final class WorkerProcess: @unchecked Sendable {
                 stop()
                 throw Failure.timedOut(seconds: timeout)
             }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(min(remaining, 1.0) * 1000) + 1)
+            var fds = [
+                pollfd(fd: outFD, events: Int16(POLLIN), revents: 0), pollfd(fd: errOpen ? errFD : -1, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&fds, 2, Int32(min(remaining, 1.0) * 1000) + 1)
             if ready < 0, errno == EINTR { continue }
             if ready <= 0 { continue }
+            if errOpen, fds[1].revents != 0 { errOpen = readStderr(errFD) }
+            guard fds[0].revents != 0 else { continue }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = read(fd, &chunk, chunk.count)
+            let n = read(outFD, &chunk, chunk.count)
             // Closed stdout: the worker died, or closed it and lingers; either way it is done.
             if n <= 0 { throw exitFailure() }
             buffer += chunk[..<n]
+        }
+    }
+
+    /// Reads what is waiting on stderr without blocking; false once it is closed.
+    private func readStderr(_ fd: Int32) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n > 0 {
+                let data = Data(chunk[..<n])
+                FileHandle.standardError.write(data)
+                stderrLog.append(data)
+                continue
+            }
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        }
+    }
+
+    /// Collects the last of stderr after the worker ended (or for `until`).
+    private func drainStderr(until deadline: Date) {
+        let fd = stderrPipe.fileHandleForReading.fileDescriptor
+        while deadline.timeIntervalSinceNow > 0 {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32(deadline.timeIntervalSinceNow * 1000) + 1) > 0 else { return }
+            if !readStderr(fd) { return }
         }
     }
 
@@ -134,7 +165,7 @@ final class WorkerProcess: @unchecked Sendable {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         process.waitUntilExit()
-        usleep(50_000)  // let the stderr reader catch the last lines
+        drainStderr(until: Date().addingTimeInterval(0.2))
         cleanUp()
         return .exited(status: process.terminationStatus, stderr: stderrLog.lastLines())
     }

@@ -1,3 +1,4 @@
+import DLHubCluster
 import DLHubCore
 import Foundation
 import Hummingbird
@@ -17,6 +18,7 @@ public struct DLHubServer: Sendable {
     public let runner: Runner
     public let pilots: PilotManager
     public let listener: PilotListener
+    public let environments: EnvironmentStore
     public let pools: [PoolConfiguration]
     let logger: Logger
 
@@ -44,7 +46,15 @@ public struct DLHubServer: Sendable {
         tasks = try TaskStore(path: configuration.stateDirectory + "/tasks.sqlite")
         waiters = TaskWaiters()
         dispatcher = Dispatcher(store: tasks, waiters: waiters, logger: logger)
-        runner = Runner(catalog: catalog, store: tasks, dispatcher: dispatcher, waiters: waiters, pools: pools, logger: logger)
+        environments = EnvironmentStore(
+            settings: configuration.environments, registryRoot: configuration.registryRoot, defaultPython: configuration.python,
+            logger: logger)
+        try await environments.start()
+        let dispatcher = self.dispatcher
+        await environments.setListener { id, status in await dispatcher.environmentFinished(id, status: status) }
+        runner = Runner(
+            catalog: catalog, store: tasks, dispatcher: dispatcher, waiters: waiters, environments: environments, pools: pools,
+            logger: logger)
         let files = try InstalledFiles(configuration: configuration)
         let logDirectory = configuration.registryRoot + "/.pilot-logs"
         try? FileManager.default.createDirectory(
@@ -72,7 +82,9 @@ public struct DLHubServer: Sendable {
         return [
             makeApplication(metricsText: metricsText),
             listener,
-            PilotManagerService(manager: manager, tasks: tasks, retentionSeconds: configuration.resultRetentionSeconds) {
+            Housekeeping(
+                tasks: tasks, retentionSeconds: configuration.resultRetentionSeconds, environments: environments, catalog: catalog),
+            PilotManagerService(manager: manager) {
                 let port = await listener.listeningPort()
                 return "\(Self.advertisedHost(configuration.pilotListenHost)):\(port)"
             },
@@ -84,8 +96,14 @@ public struct DLHubServer: Sendable {
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))
-        APIRoutes(catalog: catalog, authenticator: authenticator, maxUploadBytes: configuration.maxUploadBytes, metricsText: metricsText)
-            .register(on: router)
+        APIRoutes(
+            catalog: catalog, authenticator: authenticator, environments: environments, runner: runner,
+            maxUploadBytes: configuration.maxUploadBytes, metricsText: metricsText
+        ).register(on: router)
+        AdminRoutes(
+            environments: environments, admins: Set(configuration.admins + ["root", UserDirectory.loginName(uid: getuid()) ?? "root"])
+        )
+        .register(on: router)
         ServingRoutes(runner: runner, store: tasks, waiters: waiters, manager: pilots, maxRequestBytes: configuration.maxRunRequestBytes)
             .register(on: router)
         return router

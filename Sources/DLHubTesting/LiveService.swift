@@ -23,6 +23,13 @@ public final class LiveService: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: self.directory.file("registry/service.json"))
         var settings = config ?? [:]
         if settings["python"] == nil { settings = settings.setting(["python"], to: .string(TestInstall.workerPython)) }
+        // Environment builds share one download cache across the test run.
+        if settings["environment_cache"] == nil {
+            let cache = "/var/tmp/dlhub-test-service-cache"
+            try? FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+            try TestInstall.handToServiceAccount(cache)
+            settings = settings.setting(["environment_cache"], to: .string(cache))
+        }
         let configPath = self.directory.file("dlhubd.json")
         _ = FileManager.default.createFile(atPath: configPath, contents: Data(settings.encoded(pretty: true)))
         chmod(configPath, 0o644)
@@ -37,6 +44,8 @@ public final class LiveService: @unchecked Sendable {
             "LOGNAME": user, "LANG": "C.UTF-8",
         ]
         env["SLURM_CONF"] = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? DevCluster.defaultConf
+        // How this machine reaches the package index (its proxies and certificate authorities).
+        for (k, v) in NetworkEnvironment.passedThrough(ProcessInfo.processInfo.environment) { env[k] = v }
         for (k, v) in environment { env[k] = v }
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")

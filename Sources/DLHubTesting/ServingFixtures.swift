@@ -59,6 +59,73 @@ public enum ServingFixtures {
         return dir
     }
 
+    /// A Python-function servable from source: `code` becomes `<module>.py`, `function` is served.
+    public static func pythonModule(
+        in parent: String, name: String, module: String, code: String, function: String, input: JSONValue = ["type": "string"],
+        output: JSONValue = ["type": "string"], dependencies: [String: String] = [:], environment: JSONValue? = nil,
+        visibleTo: [String] = ["public"], timeout: Double = 60
+    ) throws -> String {
+        let dir = parent + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try code.write(toFile: dir + "/\(module).py", atomically: true, encoding: .utf8)
+        var dlhub: [String: JSONValue] = [
+            "name": .string(name), "visible_to": .array(visibleTo.map { .string($0) }), "files": ["other": [.string("\(module).py")]],
+            "dependencies": ["python": .object(dependencies.mapValues { .string($0) })],
+        ]
+        if let environment { dlhub["environment"] = environment }
+        let doc: JSONValue = [
+            "datacite": ["titles": [["title": .string("Test servable \(name)")]], "creators": [["creatorName": "Test, Suite"]]],
+            "dlhub": .object(dlhub),
+            "servable": [
+                "shim": "python.PythonStaticMethodServable",
+                "methods": [
+                    "run": [
+                        "input": input, "output": output, "parameters": [:],
+                        "method_details": ["module": .string(module), "method_name": .string(function)],
+                    ]
+                ],
+                "timeout": .double(timeout),
+            ],
+        ]
+        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+        return dir
+    }
+
+    /// The iris classifier trained with `python` (an environment with some scikit-learn), served
+    /// through `predict_proba`, declaring `dependencies` so that it gets an environment like it.
+    public static func irisProbabilities(in parent: String, name: String, python: String, dependencies: [String: String]) throws -> String {
+        let dir = parent + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let train = """
+            import sys, joblib
+            from sklearn.datasets import load_iris
+            from sklearn.linear_model import LogisticRegression
+            X, y = load_iris(return_X_y=True)
+            joblib.dump(LogisticRegression(max_iter=500).fit(X, y), sys.argv[1])
+            """
+        let result = try Subprocess.run(python, ["-c", train, dir + "/model.joblib"])
+        guard result.status == 0 else { throw TestSetupError("training with \(python) failed: \(result.stderr)") }
+        let doc: JSONValue = [
+            "datacite": ["titles": [["title": .string("Iris probabilities \(name)")]], "creators": [["creatorName": "Fisher, Ronald"]]],
+            "dlhub": [
+                "name": .string(name), "visible_to": ["public"], "files": ["model": "model.joblib"],
+                "dependencies": ["python": .object(dependencies.mapValues { .string($0) })],
+            ],
+            "servable": [
+                "shim": "sklearn.ScikitLearnServable",
+                "methods": [
+                    "run": [
+                        "input": ["type": "ndarray", "shape": [nil, 4]], "output": ["type": "ndarray", "shape": [nil, 3]],
+                        "parameters": [:],
+                        "method_details": ["method_name": "predict_proba"],
+                    ]
+                ],
+            ],
+        ]
+        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+        return dir
+    }
+
     /// A hostile servable: each input names an attack to try from inside its worker, and the
     /// output says whether it succeeded. The isolation tests publish it as an ordinary user.
     ///

@@ -12,7 +12,7 @@ struct DLHubCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
-            WithdrawCommand.self, RunCommand.self, StatusCommand.self, PilotsCommand.self, LoginCommand.self,
-            WhoAmICommand.self,
+            WithdrawCommand.self, RunCommand.self, StatusCommand.self, LogsCommand.self, PilotsCommand.self, EnvCommand.self,
+            LoginCommand.self, WhoAmICommand.self,
         ])
 }

@@ -19,6 +19,8 @@ struct ServiceHarness {
         self.directory = directory
         var config = ServiceConfiguration(registryRoot: directory.file("registry"), stateDirectory: directory.file(stateName))
         config.maxUploadBytes = maxUploadBytes
+        // Environments are built by the end-to-end tests; these tests publish models that are not real.
+        config.environments.installer = .none
         server = try await DLHubServer(configuration: config, munge: MungeVerifier(), slurm: FakeSlurm(), logger: Logger(label: "test"))
     }
 

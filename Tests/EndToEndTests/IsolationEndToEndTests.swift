@@ -179,6 +179,44 @@ extension ClusterServingTests {
             #expect(try await h.api.send("GET", "/healthz").status == 200)
         }
 
+        @Test func ownersReadTheirServablesLogsAndNobodyElsesInputs() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 1)])
+            defer { h.stop() }
+            let alice = APIClient(url: h.service.url)
+            try await alice.login(as: TestUsers.alice)
+            let bob = APIClient(url: h.service.url)
+            try await bob.login(as: TestUsers.bob)
+            let cli = try CLI(service: h.service)
+
+            // A servable whose import fails: its owner sees why.
+            let broken = try ServingFixtures.pythonModule(
+                in: h.work.path, name: "broken", module: "broken",
+                code: "import sys\nprint('loading the weights', file=sys.stderr)\nimport no_such_module_dlhub\n", function: "run")
+            #expect(try await alice.send("POST", "/v1/servables", body: try ServingFixtures.archive(directory: broken)).status == 201)
+            let failed = try await alice.run("alice/broken", ["input": "x"])
+            #expect(failed.json["status"] == "failed")
+            let logs = try cli.run(as: TestUsers.alice, ["logs", "alice/broken"])
+            #expect(logs.status == 0, "\(logs.stderr)")
+            #expect(logs.stdout.contains("No module named 'no_such_module_dlhub'"), "\(logs.stdout)")
+            #expect(logs.stdout.contains("loading the weights"))
+            // Anyone else: 404, although the servable is public.
+            let bobLogs = try cli.run(as: TestUsers.bob, ["logs", "alice/broken"])
+            #expect(bobLogs.status != 0)
+            #expect(bobLogs.stderr.contains("only its owner can read a servable's logs"), "\(bobLogs.stderr)")
+            #expect(try await bob.send("GET", "/v1/servables/alice/broken/logs").status == 404)
+
+            // A servable that prints what it is given: alice's own inputs show in her logs, bob's never do.
+            let echo = try ServingFixtures.pythonModule(
+                in: h.work.path, name: "chatty", module: "chatty",
+                code: "import sys\ndef run(x):\n    print('got ' + x, file=sys.stderr)\n    return x\n", function: "run")
+            #expect(try await alice.send("POST", "/v1/servables", body: try ServingFixtures.archive(directory: echo)).status == 201)
+            #expect(try await alice.run("alice/chatty", ["input": "alice-own-input"]).json["output"] == "alice-own-input")
+            #expect(try await bob.run("alice/chatty", ["input": "bob-private-input"]).json["output"] == "bob-private-input")
+            let chatty = try cli.run(as: TestUsers.alice, ["logs", "alice/chatty"])
+            #expect(chatty.stdout.contains("got alice-own-input"), "\(chatty.stdout)")
+            #expect(!chatty.stdout.contains("bob-private-input"), "\(chatty.stdout)")
+        }
+
         /// The host pid of the worker process serving a version directory (the Python process,
         /// whether it runs directly or inside a sandbox started with that directory).
         static func workerPID(servingDirectory dir: String) -> Int32? {

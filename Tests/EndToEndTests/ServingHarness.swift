@@ -28,14 +28,15 @@ struct ServingHarness {
         return .object(p)
     }
 
-    init(pools: [JSONValue] = [pool("cpu")], directory: TemporaryDirectory? = nil) async throws {
+    init(pools: [JSONValue] = [pool("cpu")], directory: TemporaryDirectory? = nil, extraConfig: [String: JSONValue] = [:]) async throws {
         try DevCluster.require()
         let conf = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? DevCluster.defaultConf
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         self.tag = tag
         let tagged = pools.map { $0.setting(["name"], to: .string(($0["name"]?.stringValue ?? "") + "-" + tag)) }
-        service = try LiveService(
-            directory: directory, config: ["pools": .array(tagged), "result_retention_seconds": 3600], environment: ["SLURM_CONF": conf])
+        var config: [String: JSONValue] = ["pools": .array(tagged), "result_retention_seconds": 3600]
+        for (k, v) in extraConfig { config[k] = v }
+        service = try LiveService(directory: directory, config: .object(config), environment: ["SLURM_CONF": conf])
         api = APIClient(url: service.url, connections: 256)
         try await api.login()
         work = try TemporaryDirectory("dlhub-serving")

@@ -96,6 +96,11 @@ public struct PythonRequirements: Sendable, Hashable {
         /// `""` for any version, else a PEP 440 specifier such as `==1.5.2` or `>=1.4,<2`.
         public var specifier: String
 
+        public init(name: String, specifier: String) {
+            self.name = name
+            self.specifier = specifier
+        }
+
         /// What an installer takes: `scikit-learn==1.5.2`.
         public var installArgument: String { name + specifier }
     }

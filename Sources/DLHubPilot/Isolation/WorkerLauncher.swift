@@ -198,13 +198,15 @@ struct WorkerLauncher: Sendable {
         return out.filter { $0 != "/" && $0 != "/usr" && !$0.hasPrefix("/usr/") }
     }
 
-    /// What no worker may see even when a module or a setting names it: the registry, munge,
-    /// the service account's home.
+    /// What no worker may see even when a module or a setting names it: the registry's servables,
+    /// staging area, pilot logs and `service.json` (its `environments/` area is fine), munge, the
+    /// service account's home.
     static func forbiddenRoots(servableDirectory: String, pilotEnvironment: [String: String]) -> [String] {
         // <registry>/servables/<owner>/<name>/<version>
         var registry = servableDirectory
         for _ in 0..<4 { registry = (registry as NSString).deletingLastPathComponent }
-        var out = [registry, "/run/munge", "/var/run/munge", "/etc/munge", "/var/lib/munge"]
+        var out = ["servables", ".staging", ".pilot-logs", "service.json"].map { registry + "/" + $0 }
+        out += ["/run/munge", "/var/run/munge", "/etc/munge", "/var/lib/munge"]
         if let home = pilotEnvironment["HOME"], home != "/" { out.append(home) }
         return out
     }

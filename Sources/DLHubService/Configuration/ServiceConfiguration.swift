@@ -36,6 +36,11 @@ public struct ServiceConfiguration: Sendable {
     /// How pilots sandbox workers (`isolation`, `bubblewrap`, `sandbox_read_only_paths`,
     /// `container_command`, `worker_tmp_mb`, `modulepath`).
     public var sandbox = SandboxSettings()
+    /// How servables' Python environments are built (`environments_root`, `environment_python`,
+    /// `environment_installer`, `uv`, `package_index`, `environment_cache`, `environment_gc_days`).
+    public var environments = EnvironmentSettings()
+    /// Logins allowed the admin routes (`dlhub env`); the service account and root always are.
+    public var admins: [String] = []
 
     public init(registryRoot: String, stateDirectory: String) {
         self.registryRoot = registryRoot
@@ -92,6 +97,11 @@ public struct ServiceConfiguration: Sendable {
                 guard let s = value.stringValue else { throw DLHubError(.badRequest, "\(source): \(key) must be a string") }
                 return s
             }
+            func absolutePath() throws(DLHubError) -> String {
+                let path = try str()
+                guard path.hasPrefix("/") else { throw DLHubError(.badRequest, "\(source): \(key) must be an absolute path") }
+                return path
+            }
             func absolutePaths() throws(DLHubError) -> [String] {
                 guard let list = value.arrayValue?.compactMap(\.stringValue), list.count == value.arrayValue?.count,
                     list.allSatisfy({ $0.hasPrefix("/") })
@@ -133,6 +143,23 @@ public struct ServiceConfiguration: Sendable {
                 try ApptainerCommand.validate(words)
                 sandbox.containerCommand = words
             case "worker_tmp_mb": sandbox.workerTmpMB = max(1, try int())
+            case "environments_root": environments.root = try absolutePath()
+            case "environment_python": environments.basePython = try absolutePath()
+            case "environment_installer":
+                guard let installer = EnvironmentSettings.Installer(rawValue: try str()) else {
+                    throw DLHubError(.badRequest, "\(source): environment_installer must be auto, uv, pip or none")
+                }
+                environments.installer = installer
+            case "uv": environments.uv = try str()
+            case "package_index": environments.packageIndex = try str()
+            case "environment_cache": environments.cache = try absolutePath()
+            case "environment_gc_days": environments.gcAfterDays = try int()
+            case "environment_build_timeout_seconds": environments.buildTimeoutSeconds = max(1, try int())
+            case "admins":
+                guard let list = value.arrayValue?.compactMap(\.stringValue), list.count == value.arrayValue?.count else {
+                    throw DLHubError(.badRequest, "\(source): admins must be a list of logins")
+                }
+                admins = list
             case "pools":
                 guard let list = value.arrayValue else { throw DLHubError(.badRequest, "\(source): pools must be a list") }
                 pools = []
@@ -143,4 +170,31 @@ public struct ServiceConfiguration: Sendable {
             }
         }
     }
+}
+
+/// How servables' Python environments are built.
+public struct EnvironmentSettings: Sendable, Hashable {
+    public enum Installer: String, Sendable, Hashable {
+        /// `uv` when it is installed, else `pip`.
+        case auto, uv, pip
+        /// Build nothing: servables that declare dependencies run with the pool's default environment.
+        case none
+    }
+
+    /// Where environments live; default `<registry_root>/environments` (on the shared filesystem,
+    /// so pilots on every node see them at the same path).
+    public var root: String?
+    /// The interpreter environments are made from (on every node at the same path).
+    public var basePython = "/usr/bin/python3"
+    public var installer: Installer = .auto
+    /// The `uv` program; default: beside the default worker Python, then on `PATH`.
+    public var uv: String?
+    /// The package index the site uses (`--index-url`); default: the installer's (PyPI).
+    public var packageIndex: String?
+    /// The installer's download cache; default `<root>/.cache`.
+    public var cache: String?
+    public var gcAfterDays = 30
+    public var buildTimeoutSeconds = 1800
+
+    public init() {}
 }

@@ -6,6 +6,8 @@ import Hummingbird
 struct APIRoutes: Sendable {
     let catalog: ServableCatalog
     let authenticator: Authenticator
+    let environments: EnvironmentStore
+    let runner: Runner
     let maxUploadBytes: Int
     let metricsText: @Sendable () -> String
 
@@ -33,10 +35,14 @@ struct APIRoutes: Sendable {
             let body = try await request.body.collect(upTo: maxUploadBytes)
             let owner = request.uri.queryParameters.get("owner")
             let record = try await catalog.publish(archive: Array(buffer: body), owner: owner, caller: caller)
+            // Its environment starts building now, so that the first run does not wait for all of it.
+            if record.metadata.environment.kind == .python, environments.enabled {
+                await environments.ensure(record.metadata.environment.requirements)
+            }
             return Response.json(
                 [
                     "id": .string(record.id), "version": .int(Int64(record.version)), "digest": .string(record.digest),
-                    "servable": record.json,
+                    "servable": record.json, "environment": await environments.describe(record.metadata.environment),
                 ],
                 status: .created)
         }
@@ -60,10 +66,12 @@ struct APIRoutes: Sendable {
         router.get("/v1/servables/{owner}/{name}") { _, context in
             let caller = try context.requireCaller()
             let reference = try Self.reference(context)
-            var json = try await catalog.resolve(reference, caller: caller).json
+            let record = try await catalog.resolve(reference, caller: caller)
+            var json = record.json
             if case .object(var members) = json, let owner = members["owner"]?.stringValue, let name = members["name"]?.stringValue {
                 let versions = catalog.registry.versions(owner: owner, name: name)
                 members["versions"] = .array(versions.map { .int(Int64($0)) })
+                members["environment"] = await environments.describe(record.metadata.environment)
                 json = .object(members)
             }
             return Response.json(json)

@@ -39,6 +39,16 @@ struct ServingRoutes: Sendable {
             }
             return try await taskResponse(id, caller: caller)
         }
+        router.get("/v1/servables/{owner}/{name}/logs") { _, context in
+            let caller = try context.requireCaller()
+            let record = try await runner.catalog.resolve(try APIRoutes.reference(context), caller: caller)
+            // Only the owner: a worker's words may carry what it was given.
+            guard record.owner == caller.login else {
+                throw DLHubError(.notFound, "no logs of \(record.id) for you: only its owner can read a servable's logs")
+            }
+            let entries = await runner.dispatcher.logEntries(digest: record.digest)
+            return Response.json(["servable": .string("\(record.id)@\(record.version)"), "entries": .array(entries)])
+        }
         router.get("/v1/pilots") { _, context in
             _ = try context.requireCaller()
             return Response.json(await manager.report())
@@ -54,7 +64,12 @@ struct ServingRoutes: Sendable {
         if task.finished == nil {
             running = await runner.dispatcher.isRunning(id)
             extra["location"] = .string("/v1/tasks/\(id)")
-            if let waiting = await manager.waiting(pool: task.pool) { extra["waiting_for"] = waiting }
+            if let building = await runner.environmentWait(digest: task.digest) {
+                extra["status"] = "building_environment"
+                extra["waiting_for"] = ["environment": building]
+            } else if let waiting = await manager.waiting(pool: task.pool) {
+                extra["waiting_for"] = waiting
+            }
         }
         return Response.json(task.json(running: running, extra: extra), status: task.finished == nil ? .accepted : .ok)
     }

@@ -36,6 +36,8 @@ public actor Dispatcher {
         var pool: String
         var parameters: [UInt8]
         var items: [QueuedItem] = []
+        /// The environment being built for this servable: nothing is dispatched until it is ready.
+        var waitingForEnvironment: String?
     }
 
     struct InFlight {
@@ -112,10 +114,15 @@ public actor Dispatcher {
     }
 
     /// Queues accepted items for a servable version on a pool.
-    public func enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem])
-    {
+    ///
+    /// `waitingFor` names an environment still being built: the items wait for it (see
+    /// `environmentFinished`).
+    public func enqueue(
+        key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem],
+        waitingFor environment: String? = nil
+    ) {
         if queues[key] == nil {
-            queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters)
+            queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters, waitingForEnvironment: environment)
             let d = spec.metadata["dlhub"]
             names[key] =
                 "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
@@ -315,7 +322,7 @@ public actor Dispatcher {
 
     func pump() {
         for key in queues.keys {
-            guard var q = queues[key], !q.items.isEmpty else { continue }
+            guard var q = queues[key], !q.items.isEmpty, q.waitingForEnvironment == nil else { continue }
             let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
             let ready = candidates.filter { $0.loaded.contains(key) && $0.slots > $0.busy }
             let loading = candidates.contains { $0.loading.contains(key) }
@@ -347,6 +354,35 @@ public actor Dispatcher {
             }
         }
         updateGauge()
+    }
+
+    /// An environment build ended: its queues go to pilots, or fail with the installer's message.
+    public func environmentFinished(_ id: String, status: EnvironmentStore.Status) async {
+        for key in queues.keys where queues[key]?.waitingForEnvironment == id {
+            switch status {
+            case .ready(let interpreter):
+                queues[key]!.spec.environment.interpreter = interpreter
+                queues[key]!.waitingForEnvironment = nil
+            case .failed(let message):
+                let items = queues.removeValue(forKey: key)?.items ?? []
+                await fail(items, message)
+            case .building:
+                break
+            }
+        }
+        updateGauge()
+        pump()
+    }
+
+    /// Whether a servable version's queue is waiting for its environment.
+    public func isWaitingForEnvironment(digest: String) -> Bool {
+        queues.values.contains { $0.spec.digest == digest && $0.waitingForEnvironment != nil }
+    }
+
+    /// Fails accepted items at once, with one message.
+    public func fail(_ items: [QueuedItem], _ message: String) async {
+        guard !items.isEmpty else { return }
+        await record(items.map { ItemResult(id: $0.id, outcome: .error(message)) })
     }
 
     /// Keeps what a worker said while loading, for the servable's owner.

@@ -248,32 +248,20 @@ public actor PilotManager {
 /// Runs the pilot manager's ticks until shutdown; on shutdown, drains and cancels its pilots.
 public struct PilotManagerService: Service {
     let manager: PilotManager
-    let tasks: TaskStore
-    let retentionSeconds: Int
     let interval: Duration
     /// Where pilots connect, known once the pilot listener has bound its port.
     let address: @Sendable () async -> String
 
-    public init(
-        manager: PilotManager, tasks: TaskStore, retentionSeconds: Int, interval: Duration = .seconds(1),
-        address: @escaping @Sendable () async -> String
-    ) {
+    public init(manager: PilotManager, interval: Duration = .seconds(1), address: @escaping @Sendable () async -> String) {
         self.manager = manager
-        self.tasks = tasks
-        self.retentionSeconds = retentionSeconds
         self.interval = interval
         self.address = address
     }
 
     public func run() async throws {
         await manager.setServiceAddress(await address())
-        var lastPurge = Date.distantPast
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             await manager.tick()
-            if Date().timeIntervalSince(lastPurge) > 60 {
-                lastPurge = Date()
-                _ = try? await tasks.purge(finishedBefore: Date().timeIntervalSince1970 - Double(retentionSeconds))
-            }
             try? await Task.sleep(for: interval)
         }
         await manager.shutdown()

@@ -8,16 +8,19 @@ public final class Runner: Sendable {
     let store: TaskStore
     let dispatcher: Dispatcher
     let waiters: TaskWaiters
+    let environments: EnvironmentStore
     let pools: [PoolConfiguration]
     let logger: Logger
 
     public init(
-        catalog: ServableCatalog, store: TaskStore, dispatcher: Dispatcher, waiters: TaskWaiters, pools: [PoolConfiguration], logger: Logger
+        catalog: ServableCatalog, store: TaskStore, dispatcher: Dispatcher, waiters: TaskWaiters, environments: EnvironmentStore,
+        pools: [PoolConfiguration], logger: Logger
     ) {
         self.catalog = catalog
         self.store = store
         self.dispatcher = dispatcher
         self.waiters = waiters
+        self.environments = environments
         self.pools = pools
         self.logger = logger
     }
@@ -89,20 +92,60 @@ public final class Runner: Sendable {
             items = await dispatcher.answerFromCache(key: key, items: items)
         }
         if !items.isEmpty {
-            await dispatcher.enqueue(
-                key: key, spec: spec(record, parameters, pool: pool), metadata: metadata, pool: pool.name, parameters: parameterBytes,
-                items: items)
+            let resolved = await environment(for: record, pool: pool)
+            if let failure = resolved.failure {
+                await dispatcher.fail(items, failure)
+            } else {
+                await dispatcher.enqueue(
+                    key: key, spec: spec(record, parameters, resolved.environment), metadata: metadata, pool: pool.name,
+                    parameters: parameterBytes, items: items, waitingFor: resolved.waitingFor)
+            }
         }
         return Accepted(taskID: taskID, pool: pool.name)
     }
 
-    func spec(_ record: RegistryRecord, _ parameters: JSONValue, pool: PoolConfiguration) -> ServableSpec {
-        let environment = record.metadata.environment
-        return ServableSpec(
+    /// What a servable's workers run with: for a servable with its own Python environment, the
+    /// build it waits for, or why that build failed.
+    func environment(
+        for record: RegistryRecord, pool: PoolConfiguration
+    ) async -> (
+        environment: WorkerEnvironment, waitingFor: String?, failure: String?
+    ) {
+        let declared = record.metadata.environment
+        var environment = WorkerEnvironment(modules: declared.modules, image: declared.image, network: pool.workerNetwork)
+        guard declared.kind == .python, environments.enabled else { return (environment, nil, nil) }
+        let (id, status) = await environments.ensure(declared.requirements)
+        switch status {
+        case .ready(let interpreter):
+            environment.interpreter = interpreter
+            await environments.touch(id)
+            return (environment, nil, nil)
+        case .building:
+            return (environment, id, nil)
+        case .failed(let message):
+            return (environment, nil, "\(record.id)@\(record.version) cannot run: \(message)")
+        }
+    }
+
+    func spec(_ record: RegistryRecord, _ parameters: JSONValue, _ environment: WorkerEnvironment) -> ServableSpec {
+        ServableSpec(
             key: Self.queueKey(digest: record.digest, parameters: parameters), digest: record.digest, directory: record.directory,
-            metadata: record.metadata.document,
-            environment: WorkerEnvironment(
-                interpreter: nil, modules: environment.modules, image: environment.image, network: pool.workerNetwork))
+            metadata: record.metadata.document, environment: environment)
+    }
+
+    /// For a task not yet running: the environment build it waits for, as the API shows it.
+    public func environmentWait(digest: String) async -> JSONValue? {
+        guard await dispatcher.isWaitingForEnvironment(digest: digest),
+            let entry = try? await catalog.index.entry(digest: digest),
+            let record = try? catalog.cachedRecord(owner: entry.owner, name: entry.name, version: entry.version)
+        else { return nil }
+        let requirements = record.metadata.environment.requirements
+        guard case .building(let since)? = await environments.status(requirements) else { return nil }
+        return [
+            "state": "building", "id": .string(await environments.id(for: requirements)),
+            "packages": .array(requirements.requirements.map { .string($0.installArgument) }),
+            "building_for_s": .int(Int64(Date().timeIntervalSince(since))),
+        ]
     }
 
     /// Items with different parameters never share a batch.
@@ -133,11 +176,15 @@ public final class Runner: Sendable {
                 }
                 continue
             }
+            let queued = items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, owner: $0.owner, payload: $0.input) }
+            let resolved = await environment(for: record, pool: pool)
+            if let failure = resolved.failure {
+                await dispatcher.fail(queued, failure)
+                continue
+            }
             await dispatcher.enqueue(
-                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters, pool: pool),
-                metadata: record.metadata,
-                pool: pool.name, parameters: first.parameters,
-                items: items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, owner: $0.owner, payload: $0.input) })
+                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters, resolved.environment),
+                metadata: record.metadata, pool: pool.name, parameters: first.parameters, items: queued, waitingFor: resolved.waitingFor)
         }
         if !failed.isEmpty { await waiters.finished(try await store.complete(failed)) }
         logger.info("re-queued tasks accepted before the restart", metadata: ["items": "\(pending.count)"])

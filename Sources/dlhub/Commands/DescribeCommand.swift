@@ -36,6 +36,7 @@ struct DescribeCommand: AsyncParsableCommand {
                 ("visible to", (j["visible_to"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")),
                 ("published", m["dlhub"]?["publication_date"]?.stringValue ?? ""),
                 ("versions", (j["versions"]?.arrayValue ?? []).compactMap { $0.intValue.map(String.init) }.joined(separator: ", ")),
+                ("environment", Self.environment(j["environment"])),
             ]
             for (k, v) in rows where !v.isEmpty { print("  \(k.padding(toLength: 11, withPad: " ", startingAt: 0)) \(v)") }
             let description = (m["datacite"]?["descriptions"]?.arrayValue ?? []).compactMap { $0["description"]?.stringValue }.joined(
@@ -43,74 +44,20 @@ struct DescribeCommand: AsyncParsableCommand {
             if !description.isEmpty { print("\n" + description) }
         }
     }
-}
 
-/// `dlhub withdraw owner/name@N`.
-struct WithdrawCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "withdraw", abstract: "Withdraw one version; its identifier keeps resolving to a tombstone.")
-
-    @OptionGroup var options: ClientOptions
-    @Argument(help: "owner/name@N") var id: String
-    @Option(help: "Why, for the tombstone.") var reason: String = ""
-
-    func run() async throws {
-        try await CLIError.guarding {
-            guard case .version = try ServableReference(parsing: id) else {
-                throw CLIError("withdraw one version at a time: give owner/name@N")
-            }
-            let reason = SearchCommand.escape(self.reason)
-            let reply = try await options.client().request("DELETE", "/v1/servables/\(id)?reason=\(reason)")
-            if options.json { return Output.json(reply.json) }
-            print("withdrew \(id) (\(reply.json["digest"]?.stringValue ?? "")); its number will not be reused")
+    /// `python: scikit-learn==1.5.2 (building, 12 s)`, `modules: gcc/12`, `container: /x.sif`, `default`.
+    static func environment(_ e: JSONValue?) -> String {
+        guard let e, let type = e["type"]?.stringValue else { return "" }
+        switch type {
+        case "python":
+            let packages = (e["packages"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
+            var state = e["state"]?.stringValue ?? ""
+            if state == "building", let s = e["building_for_s"]?.intValue { state = "building environment, \(s) s so far" }
+            if state == "failed", let error = e["error"]?.stringValue { state = "FAILED: \(error)" }
+            return "python: \(packages) (\(state))"
+        case "modules": return "modules: " + (e["modules"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
+        case "container": return "container: " + (e["image"]?.stringValue ?? "")
+        default: return "the pool's default"
         }
-    }
-}
-
-/// `dlhub login`: trade a munge credential for a token, cached with mode 0600.
-struct LoginCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "login", abstract: "Get a service token (saved in ~/.dlhub/token.json, mode 0600).")
-    @OptionGroup var options: ClientOptions
-
-    func run() async throws {
-        try await CLIError.guarding {
-            let client = try options.client()
-            let url = client.baseURL
-            let reply = try await client.requestWithMunge("POST", "/v1/auth/token")
-            guard let token = reply.json["token"]?.stringValue, let exp = reply.json["expires_at"]?.intValue else {
-                throw CLIError("the service returned no token")
-            }
-            let login = reply.json["login"]?.stringValue ?? ""
-            try Credentials.store(token: token, expires: exp, login: login, url: url)
-            if options.json {
-                return Output.json(["login": .string(login), "expires_at": .int(exp), "file": .string(Credentials.tokenFile)])
-            }
-            print("logged in as \(login) at \(url); token saved in \(Credentials.tokenFile)")
-        }
-    }
-}
-
-/// `dlhub whoami`.
-struct WhoAmICommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show who the service thinks you are.")
-    @OptionGroup var options: ClientOptions
-
-    func run() async throws {
-        try await CLIError.guarding {
-            let client = try options.client()
-            let reply = try await client.request("GET", "/v1/whoami")
-            if options.json { return Output.json(reply.json) }
-            let groups = (reply.json["groups"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
-            print("\(reply.json["login"]?.stringValue ?? "?") (uid \(reply.json["uid"]?.intValue ?? -1)); groups: \(groups)")
-            print("service: \(client.baseURL); credentials: \(client.token != nil ? "token from `dlhub login`" : "munge")")
-        }
-    }
-}
-
-extension ServiceClient {
-    /// A request authenticated with munge even when a token is cached (for `login`).
-    func requestWithMunge(_ method: String, _ path: String) async throws -> Reply {
-        try await request(method, path, authenticate: true, forceMunge: true)
     }
 }

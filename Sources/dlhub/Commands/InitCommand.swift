@@ -33,6 +33,13 @@ struct InitCommand: AsyncParsableCommand {
         [String] = []
     @Option(help: "Extra file to include (repeatable).") var file: [String] = []
     @Option(name: .customLong("requires"), help: "Python requirement as name or name==version (repeatable).") var requires: [String] = []
+    @Option(
+        help: """
+            What the worker runs with: python (an environment the service builds with exactly the --requires packages), \
+            modules:NAME[,NAME...] (Lmod modules loaded first), container:/path/image.sif (Apptainer), or default. \
+            Default: python when --requires is given, else default.
+            """)
+    var environment: String?
     @Option(help: "Cores one worker needs.") var cores: Int?
     @Option(help: "Memory one worker needs, e.g. 4G.") var memory: String?
     @Option(help: "Pool (partition) to run on, e.g. bigmem.") var pool: String?
@@ -98,6 +105,7 @@ struct InitCommand: AsyncParsableCommand {
             "files": .object(files), "dependencies": ["python": .object(deps)], "type": "servable",
         ]
         if !resources.isEmpty { dlhub["resources"] = .object(resources) }
+        dlhub["environment"] = try environmentBlock(hasRequirements: !deps.isEmpty)
         let year = Calendar(identifier: .gregorian).component(.year, from: Date())
         return [
             "datacite": [
@@ -118,6 +126,23 @@ struct InitCommand: AsyncParsableCommand {
                 "deterministic": .bool(deterministic),
             ],
         ]
+    }
+
+    /// `dlhub.environment` from `--environment`.
+    func environmentBlock(hasRequirements: Bool) throws -> JSONValue {
+        let text = environment ?? (hasRequirements ? "python" : "default")
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        switch (parts.first ?? "", parts.count) {
+        case ("default", 1): return ["type": "default"]
+        case ("python", 1):
+            guard hasRequirements else { throw CLIError("--environment python needs the packages: --requires scikit-learn==1.5.2 ...") }
+            return ["type": "python"]
+        case ("modules", 2):
+            return ["type": "modules", "modules": .array(parts[1].split(separator: ",").map { .string(String($0)) })]
+        case ("container", 2): return ["type": "container", "image": .string(parts[1])]
+        default:
+            throw CLIError("--environment '\(text)': use python, modules:NAME[,NAME], container:/path/image.sif or default")
+        }
     }
 
     /// `ndarray:[null,4]`, `list`, `string`... as a DLHub type block.

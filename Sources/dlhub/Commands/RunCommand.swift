@@ -99,7 +99,10 @@ struct RunCommand: AsyncParsableCommand {
         mutating func show(_ task: JSONValue, since: Date) {
             let w = task["waiting_for"]
             var line = "waiting \(Int(Date().timeIntervalSince(since))) s"
-            if let paused = w?["paused"]?.stringValue {
+            if let environment = w?["environment"] {
+                let packages = (environment["packages"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
+                line += ": building the servable's Python environment (\(packages))"
+            } else if let paused = w?["paused"]?.stringValue {
                 line += ": pool \(w?["pool"]?.stringValue ?? "") is paused: \(paused)"
             } else if let job = w?["job_id"]?.intValue {
                 let state = w?["state"]?.stringValue ?? "?"
@@ -116,29 +119,6 @@ struct RunCommand: AsyncParsableCommand {
         }
         func finish() {
             if shown { FileHandle.standardError.write(Data("\n".utf8)) }
-        }
-    }
-}
-
-/// `dlhub status TASK`.
-struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a task's state, and its result once it has one.")
-    @OptionGroup var options: ClientOptions
-    @Argument(help: "The task id `dlhub run --async` printed.") var task: String
-
-    func run() async throws {
-        try await CLIError.guarding {
-            let reply = try await options.client().request("GET", "/v1/tasks/\(task)", acceptStatuses: [202])
-            if options.json || reply.status == 202 {
-                if !options.json {
-                    print(
-                        "\(task): \(reply.json["status"]?.stringValue ?? "?") (\(reply.json["remaining"]?.intValue ?? 0) of \(reply.json["items"]?.intValue ?? 0) input(s) to go)"
-                    )
-                    return
-                }
-                return Output.json(reply.json)
-            }
-            try RunCommand.printResult(reply.json, json: false)
         }
     }
 }

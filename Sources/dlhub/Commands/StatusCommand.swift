@@ -1,0 +1,26 @@
+import ArgumentParser
+import DLHubCore
+import Foundation
+
+/// `dlhub status TASK`.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a task's state, and its result once it has one.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The task id `dlhub run --async` printed.") var task: String
+
+    func run() async throws {
+        try await CLIError.guarding {
+            let reply = try await options.client().request("GET", "/v1/tasks/\(task)", acceptStatuses: [202])
+            if options.json || reply.status == 202 {
+                if !options.json {
+                    print(
+                        "\(task): \(reply.json["status"]?.stringValue ?? "?") (\(reply.json["remaining"]?.intValue ?? 0) of \(reply.json["items"]?.intValue ?? 0) input(s) to go)"
+                    )
+                    return
+                }
+                return Output.json(reply.json)
+            }
+            try RunCommand.printResult(reply.json, json: false)
+        }
+    }
+}
