@@ -33,6 +33,7 @@ let package = Package(
         // C stays at the edge: module maps and shim headers only.
         .systemLibrary(name: "CSlurm", path: "Sources/CSlurm"),
         .systemLibrary(name: "CMunge", path: "Sources/CMunge", pkgConfig: "munge"),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive"),
 
         // The domain, with no I/O: metadata, validation, identifiers, archives, state machines.
         .target(
@@ -49,11 +50,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The one target that imports libarchive: safe unpacking of uploads, packing for `dlhub publish`.
+        .target(name: "DLHubArchive", dependencies: ["CArchive", "DLHubCore"], swiftSettings: swiftSettings),
         // The service: registry, index, auth, HTTP API, task store, dispatch, pilot manager.
         .target(
             name: "DLHubService",
             dependencies: [
-                "DLHubCore", "DLHubCluster",
+                "DLHubCore", "DLHubCluster", "DLHubArchive",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "dlhub",
             dependencies: [
-                "DLHubCore", "DLHubCluster",
+                "DLHubCore", "DLHubCluster", "DLHubArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -64,6 +64,10 @@ public actor PilotAgent {
     /// The pilot's own environment (without its secret), for loading modules.
     let environment: [String: String]
     var gpus: GPUAssignment
+    /// The largest frame the service takes (from its welcome).
+    var frameLimit = PilotFrame.maximumLength
+
+    func setFrameLimit(_ limit: Int) { frameLimit = limit }
     var residents: [String: Resident] = [:]
     var running: Set<UInt64> = []
     public private(set) var draining = false
@@ -267,8 +271,32 @@ public actor PilotAgent {
 
     func finish(_ batch: Batch, _ results: BatchResults) async {
         running.remove(batch.id)
-        await send(.results(results))
+        await send(.results(Self.fit(results, within: frameLimit)))
         if draining, running.isEmpty { drained?.resume(); drained = nil }
+    }
+
+    /// Results that fit in one frame of at most `limit` bytes: the largest outputs are replaced by
+    /// an error saying why, one by one, until they do (so an oversized output fails its own item
+    /// only, and the service never sees a frame it must refuse).
+    static func fit(_ results: BatchResults, within limit: Int) -> BatchResults {
+        var out = results
+        if out.log.utf8.count > 16 * 1024 { out.log = String(decoding: Array(out.log.utf8.suffix(16 * 1024)), as: UTF8.self) }
+        func size(_ r: ItemResult) -> Int {
+            switch r.outcome {
+            case .output(let b): return b.count
+            case .error(let m): return m.utf8.count
+            }
+        }
+        var total = 64 + out.log.utf8.count + out.items.reduce(0) { $0 + 13 + size($1) }
+        let budget = limit - 1024
+        for i in out.items.indices.sorted(by: { size(out.items[$0]) > size(out.items[$1]) }) where total > budget {
+            guard case .output(let bytes) = out.items[i].outcome else { continue }
+            let message =
+                "the output for this input is \(bytes.count) bytes, more than a pilot may send the service in one batch (\(limit) bytes); return less, or ask the site to raise max_pilot_frame_bytes"
+            total -= bytes.count - message.utf8.count
+            out.items[i].outcome = .error(message)
+        }
+        return out
     }
 
     /// Runs items as one worker request; item payloads are spliced in as they came.
@@ -333,13 +361,15 @@ public actor PilotAgent {
         }
         let timeout = settings.startTimeoutSeconds
         let pinned = devices
+        let lineLimit = frameLimit
         let started = ContinuousClock.now
         do {
             let worker = try await withCheckedThrowingContinuation { continuation in
                 DispatchQueue.global().async {
                     do {
                         continuation.resume(
-                            returning: try WorkerProcess(launch: launch, id: token, gpus: pinned, startTimeout: timeout, label: label))
+                            returning: try WorkerProcess(
+                                launch: launch, id: token, gpus: pinned, startTimeout: timeout, maxLineBytes: lineLimit, label: label))
                     } catch { continuation.resume(throwing: error) }
                 }
             }

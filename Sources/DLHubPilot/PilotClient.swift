@@ -112,6 +112,7 @@ public struct PilotClient: Sendable {
                     proof: PilotProof.pilot(
                         secret: options.secret, jobID: options.jobID, node: options.node, pilotNonce: nonce, serviceNonce: welcome.nonce)))
             deadline.cancel()
+            await agent.setFrameLimit(welcome.frameLimit)
             logger.info("connected to the service", metadata: ["session": "\(welcome.session)"])
             await serve(
                 agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: outboundContinuation, signals: signals,
@@ -162,9 +163,12 @@ public struct PilotClient: Sendable {
             }
             do {
                 while let frame = try await inbound.next() {
-                    if case .drain = frame {
+                    switch frame {
+                    case .drain, .load:
+                        // A drain waits for running batches, a load for a worker to start: neither
+                        // may hold up the frames behind it (batches of other servables).
                         Task { await agent.handle(frame) }
-                    } else {
+                    default:
                         await agent.handle(frame)
                     }
                 }

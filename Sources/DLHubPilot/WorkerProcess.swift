@@ -43,7 +43,11 @@ final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Starts the worker and waits for its `ready` line.
-    init(launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, label: String) throws {
+    /// A reply line longer than this is refused and the worker stopped (its outputs could not be sent anyway).
+    let maxLineBytes: Int
+
+    init(launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, maxLineBytes: Int, label: String) throws {
+        self.maxLineBytes = maxLineBytes
         queue = DispatchQueue(label: "dlhub.worker.\(label)")
         scratch = launch.scratch
         self.id = id
@@ -130,6 +134,11 @@ final class WorkerProcess: @unchecked Sendable {
             // Closed stdout: the worker died, or closed it and lingers; either way it is done.
             if n <= 0 { throw exitFailure() }
             buffer += chunk[..<n]
+            if buffer.count > maxLineBytes, !buffer.contains(0x0A) {
+                stop()
+                throw Failure.protocolError(
+                    "the worker's answer is larger than \(maxLineBytes) bytes, more than a pilot may send the service; return less")
+            }
         }
     }
 

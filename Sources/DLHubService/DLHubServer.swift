@@ -34,6 +34,10 @@ public struct DLHubServer: Sendable {
             throw DLHubError(
                 .internal, "cannot create the state directory \(configuration.stateDirectory): \(error.localizedDescription)", cause: error)
         }
+        // Uploads are spooled here on their way in; what a crash left is thrown away.
+        let uploads = configuration.stateDirectory + "/uploads"
+        try? FileManager.default.removeItem(atPath: uploads)
+        try? FileManager.default.createDirectory(atPath: uploads, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let registry = try Registry(root: configuration.registryRoot)
         let index = try SearchIndex(path: configuration.stateDirectory + "/index.sqlite")
         catalog = ServableCatalog(registry: registry, index: index, logger: logger)
@@ -45,7 +49,10 @@ public struct DLHubServer: Sendable {
         pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools
         tasks = try TaskStore(path: configuration.stateDirectory + "/tasks.sqlite")
         waiters = TaskWaiters()
-        dispatcher = Dispatcher(store: tasks, waiters: waiters, logger: logger)
+        var limits = configuration.dispatch
+        // A batch's inputs stay well below the frame that carries them.
+        limits.batchBytes = min(limits.batchBytes, configuration.pilotFrameBytes / 4)
+        dispatcher = Dispatcher(store: tasks, waiters: waiters, limits: limits, logger: logger)
         environments = EnvironmentStore(
             settings: configuration.environments, registryRoot: configuration.registryRoot, defaultPython: configuration.python,
             logger: logger)
@@ -70,8 +77,11 @@ public struct DLHubServer: Sendable {
                 sandbox: configuration.sandbox),
             slurm: slurm, dispatcher: dispatcher, logger: logger)
         let manager = pilots
+        var listenerLimits = PilotListener.Limits()
+        listenerLimits.frameBytes = configuration.pilotFrameBytes
         listener = PilotListener(
-            host: configuration.pilotListenHost, port: configuration.pilotListenPort, dispatcher: dispatcher, logger: logger,
+            host: configuration.pilotListenHost, port: configuration.pilotListenPort, dispatcher: dispatcher, limits: listenerLimits,
+            logger: logger,
             job: { await manager.listenerJob($0) })
         try await runner.restore()
     }
@@ -98,7 +108,8 @@ public struct DLHubServer: Sendable {
         router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))
         APIRoutes(
             catalog: catalog, authenticator: authenticator, environments: environments, runner: runner,
-            maxUploadBytes: configuration.maxUploadBytes, metricsText: metricsText
+            maxUploadBytes: configuration.maxUploadBytes, archiveLimits: configuration.archiveLimits,
+            uploads: configuration.stateDirectory + "/uploads", metricsText: metricsText
         ).register(on: router)
         AdminRoutes(
             environments: environments, admins: Set(configuration.admins + ["root", UserDirectory.loginName(uid: getuid()) ?? "root"])
@@ -116,6 +127,8 @@ public struct DLHubServer: Sendable {
         let logger = self.logger
         return Application(
             router: makeRouter(metricsText: metricsText),
+            // A connection that sends no request (or only part of its headers) is closed after this.
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)))),
             configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "dlhubd"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listenPort

@@ -65,7 +65,7 @@ public final class APIClient: @unchecked Sendable {
                 entries.append(TarEntry(path: item, kind: .file, mode: UInt32(mode), contents: Array(fm.contents(atPath: path) ?? Data())))
             }
         }
-        return try await send("POST", "/v1/servables", body: TarArchive.write(entries))
+        return try await send("POST", "/v1/servables", body: TarWriter.write(entries))
     }
 
     /// Runs and waits for the result (following 202s).

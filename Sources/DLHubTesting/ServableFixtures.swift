@@ -47,6 +47,6 @@ public enum ServableFixtures {
         for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
             entries.append(TarEntry(path: path, kind: .file, contents: contents))
         }
-        return TarArchive.write(entries)
+        return TarWriter.write(entries)
     }
 }

@@ -208,7 +208,7 @@ public enum ServingFixtures {
                 entries.append(TarEntry(path: item, kind: .file, contents: Array(fm.contents(atPath: directory + "/" + item) ?? Data())))
             }
         }
-        return TarArchive.write(entries)
+        return TarWriter.write(entries)
     }
 
     /// The scikit-learn example, copied and trained with `examples/sklearn-iris/train.py`.

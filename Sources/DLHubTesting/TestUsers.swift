@@ -138,3 +138,12 @@ public enum BuiltProducts {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 }
+
+/// A flag set once, read from anywhere: for tests that check what happened first.
+public final class LockedFlag: @unchecked Sendable {
+    private var flag = false
+    private let lock = NSLock()
+    public init() {}
+    public func set() { lock.lock(); flag = true; lock.unlock() }
+    public var value: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+}

@@ -7,7 +7,7 @@ import Testing
 @Suite struct BadInputTests {
     static let doc = ServableFixtures.sklearnDocument()
 
-    static func tar(_ entries: [TarEntry]) -> [UInt8] { TarArchive.write(entries) }
+    static func tar(_ entries: [TarEntry]) -> [UInt8] { TarWriter.write(entries) }
     static func meta(_ doc: JSONValue) -> TarEntry { TarEntry(path: "servable.json", kind: .file, contents: doc.encoded()) }
     static let model = TarEntry(path: "model.joblib", kind: .file, contents: [1])
 
@@ -35,7 +35,7 @@ import Testing
             "outside the servable"
         ),
         ("no servable.json", tar([model]), "no servable.json"),
-        ("not a tar", Array(repeating: 0x41, count: 4096), "not a valid tar"),
+        ("not a tar", Array(repeating: 0x41, count: 4096), "not a tar or zip archive"),
         ("model missing", tar([meta(doc)]), "not in the uploaded directory"),
     ]
 

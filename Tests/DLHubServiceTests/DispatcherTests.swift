@@ -148,4 +148,44 @@ import Testing
         #expect(await dispatcher.received(.credit(slots: 1000), from: session) == nil)
         #expect(await dispatcher.allSessions().first?.slots == 2)
     }
+
+    @Test func aBatchHeldPastItsDeadlineIsTakenBackAndRetriedElsewhere() async throws {
+        let a = FakePilot(), b = FakePilot()
+        let sa = await attach(hello(1, slots: 1), a)
+        let task = UUID().uuidString
+        _ = try await submit(2, task: task)
+        _ = await a.next()  // load
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: sa)
+        guard case .batch(let held) = await a.next() else { Issue.record("no batch"); return }
+        // The pilot keeps heartbeating but never answers: past the deadline, the batch comes back.
+        await dispatcher.reapOverdueBatches(now: Date().addingTimeInterval(3600))
+        let sb = await attach(hello(2, slots: 1), b)
+        _ = await b.next()  // load
+        _ = await dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: sb)
+        guard case .batch(let again) = await b.next() else { Issue.record("not re-sent"); return }
+        #expect(Set(again.items.map(\.id)) == Set(held.items.map(\.id)))
+        // The first pilot's late answer is ignored.
+        _ = await dispatcher.received(results(for: held), from: sa)
+        #expect(try await store.task(task)?.remaining == 2)
+    }
+
+    @Test func quotasCountWhatIsWaitingAndFreeWhatIsAnswered() async throws {
+        let limited = Dispatcher(
+            store: store, waiters: waiters,
+            limits: {
+                var l = Dispatcher.Limits()
+                l.queuedItemsPerUser = 3
+                return l
+            }(), logger: Logger(label: "test"))
+        try await limited.reserve(owner: "alice", items: 3, bytes: 10)
+        await #expect(throws: DLHubError.self) { try await limited.reserve(owner: "alice", items: 1, bytes: 1) }
+        try await limited.reserve(owner: "bob", items: 3, bytes: 10)
+        let ids = try await store.accept(
+            .init(
+                id: UUID().uuidString, owner: "alice", servable: "a/b@1", digest: "d", pool: "cpu", single: false, parameters: [],
+                inputs: [[1], [2], [3]]))
+        await limited.register(ids.map { Dispatcher.QueuedItem(id: $0, taskID: "t", owner: "alice", payload: [1]) })
+        await limited.fail([Dispatcher.QueuedItem(id: ids[0], taskID: "t", owner: "alice", payload: [1])], "done")
+        try await limited.reserve(owner: "alice", items: 1, bytes: 1)
+    }
 }

@@ -13,7 +13,8 @@ import Testing
         settings.root = dir.file("environments")
         settings.installer = .pip
         settings.gcAfterDays = gcDays
-        let store = EnvironmentStore(settings: settings, registryRoot: dir.path, defaultPython: "/usr/bin/python3", logger: Logger(label: "test"))
+        let store = EnvironmentStore(
+            settings: settings, registryRoot: dir.path, defaultPython: "/usr/bin/python3", logger: Logger(label: "test"))
         try await store.start()
         return store
     }

@@ -78,7 +78,7 @@ import Testing
     @Test func publishThatFailsMidwayLeavesNothingVisible() async throws {
         let harness = try await ServiceHarness()
         // A file and a directory with the same name: unpacking fails after the first file is written.
-        let tar = TarArchive.write([
+        let tar = TarWriter.write([
             TarEntry(path: "servable.json", kind: .file, contents: ServableFixtures.sklearnDocument().encoded()),
             TarEntry(path: "model.joblib", kind: .file, contents: [1, 2, 3]),
             TarEntry(path: "data", kind: .file, contents: [UInt8](repeating: 1, count: 100_000)),

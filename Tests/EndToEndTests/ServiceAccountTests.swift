@@ -1,6 +1,7 @@
 import DLHubCore
 import DLHubTesting
 import Foundation
+import Glibc
 import Testing
 
 /// dlhubd runs as an unprivileged service account; as root it refuses, saying what to do.

@@ -15,6 +15,8 @@ public struct DLHubError: Error, Sendable, CustomStringConvertible {
         case withdrawn = "withdrawn"
         case conflict = "conflict"
         case tooLarge = "too_large"
+        /// Over a per-user limit: the client should retry later (429 with Retry-After).
+        case quotaExceeded = "quota_exceeded"
         case unavailable = "unavailable"
         case slurm = "slurm_error"
         case munge = "munge_error"

@@ -27,6 +27,7 @@ extension PilotFrame {
             kind = .welcome
             body = JSONValue.object([
                 "session": .int(Int64(w.session)), "pool": .string(w.pool), "nonce": .string(w.nonce), "proof": .string(w.proof),
+                "frame_limit": .int(Int64(w.frameLimit)),
             ]).encoded()
         case .authenticate(let proof):
             kind = .authenticate
@@ -137,9 +138,11 @@ extension PilotFrame {
         case .welcome:
             let j = try json()
             guard let nonce = j["nonce"]?.stringValue, let proof = j["proof"]?.stringValue else { throw missing("nonce or proof") }
+            let limit = try int(j, "frame_limit", default: Int64(maximumLength))
             return .welcome(
                 PilotWelcome(
-                    session: Int(try int(j, "session", default: 0)), pool: j["pool"]?.stringValue ?? "", nonce: nonce, proof: proof))
+                    session: Int(try int(j, "session", default: 0)), pool: j["pool"]?.stringValue ?? "", nonce: nonce, proof: proof,
+                    frameLimit: Int(min(max(limit, 64 * 1024), Int64(maximumLength)))))
         case .authenticate:
             guard let proof = try json()["proof"]?.stringValue else { throw missing("proof") }
             return .authenticate(proof: proof)

@@ -93,12 +93,15 @@ public struct PilotWelcome: Sendable, Equatable {
     public var pool: String
     public var nonce: String
     public var proof: String
+    /// The largest frame the service takes: the pilot keeps its results below it.
+    public var frameLimit: Int
 
-    public init(session: Int, pool: String, nonce: String, proof: String) {
+    public init(session: Int, pool: String, nonce: String, proof: String, frameLimit: Int = PilotFrame.maximumLength) {
         self.session = session
         self.pool = pool
         self.nonce = nonce
         self.proof = proof
+        self.frameLimit = frameLimit
     }
 }
 

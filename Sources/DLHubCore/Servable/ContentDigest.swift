@@ -18,6 +18,14 @@ public enum ContentDigest {
         }
     }
 
+    /// SHA-256 of a file as it streams by.
+    public struct FileHasher {
+        var sha = SHA256()
+        public init() {}
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { sha.update(bufferPointer: bytes) }
+        public func hex() -> String { ContentDigest.hex(sha.finalize()) }
+    }
+
     public static func sha256Hex(_ bytes: some Sequence<UInt8>) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(bytes))

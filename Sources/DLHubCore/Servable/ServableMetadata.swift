@@ -50,152 +50,234 @@ public struct ServableMetadata: Sendable, Hashable {
 extension ServableMetadata {
     /// Validates a document; `files` are the relative paths present in the upload, when known.
     ///
-    /// Throws one `DLHubError(.invalidMetadata)` listing every problem with its field path.
+    /// Throws one `DLHubError(.invalidMetadata)` listing every problem with its field path. Never
+    /// traps, whatever the document holds (it comes from any user; see the fuzz targets).
     public static func validate(_ doc: JSONValue, files available: Set<String>? = nil) throws(DLHubError) -> ServableMetadata {
-        var issues: [ValidationIssue] = []
         guard doc.objectValue != nil else {
             throw DLHubError(.invalidMetadata, "servable.json must be a JSON object with datacite, dlhub and servable blocks")
         }
+        var issues: [ValidationIssue] = []
         for block in ["datacite", "dlhub", "servable"] where doc[block]?.objectValue == nil {
             issues.append(ValidationIssue(block, doc[block] == nil ? "is missing" : "must be an object"))
         }
+        guard issues.isEmpty, let datacite = doc["datacite"], let dlhubBlock = doc["dlhub"], let servableBlock = doc["servable"] else {
+            throw invalid(issues)
+        }
+        let citation = Citation(datacite, issues: &issues)
+        let dlhub = try Publication(dlhubBlock, servable: servableBlock, available: available, issues: &issues)
+        let serving = Serving(servableBlock, files: dlhub.files, issues: &issues)
         if !issues.isEmpty { throw invalid(issues) }
-        let datacite = doc["datacite"]!, dlhub = doc["dlhub"]!, servable = doc["servable"]!
+        guard let input = serving.input, let output = serving.output else { throw invalid(issues) }
+        return ServableMetadata(
+            document: doc, name: dlhub.name, title: citation.title, description: citation.description, creators: citation.creators,
+            domains: dlhub.domains, visibleTo: dlhub.visibleTo, files: dlhub.files, pythonDependencies: dlhub.dependencies,
+            environment: dlhub.environment, loader: serving.loader, input: input, output: output, parameters: serving.parameters,
+            methodDetails: serving.details, resources: dlhub.resources, batching: serving.batching, deterministic: serving.deterministic,
+            timeoutSeconds: serving.timeout)
+    }
 
-        // datacite
+    /// The `datacite` block: what a citation needs.
+    struct Citation {
         var title = ""
-        if let titles = datacite["titles"]?.arrayValue, let first = titles.first?["title"]?.stringValue, !first.isEmpty {
-            title = first
-        } else {
-            issues.append(ValidationIssue("datacite.titles", "needs at least one {\"title\": \"...\"}"))
-        }
         var creators: [String] = []
-        if let list = datacite["creators"] {
-            if let items = list.arrayValue {
-                for (i, c) in items.enumerated() {
-                    if let n = c["creatorName"]?.stringValue ?? c["name"]?.stringValue {
-                        creators.append(n)
-                    } else if let family = c["familyName"]?.stringValue {
-                        creators.append([c["givenName"]?.stringValue, family].compactMap { $0 }.joined(separator: " "))
-                    } else {
-                        issues.append(ValidationIssue("datacite.creators[\(i)]", "needs creatorName, or givenName and familyName"))
-                    }
-                }
-            } else {
-                issues.append(ValidationIssue("datacite.creators", "must be a list of creators"))
-            }
-        }
-        let description = datacite["descriptions"]?.arrayValue?.compactMap { $0["description"]?.stringValue }.joined(separator: "\n") ?? ""
+        var description = ""
 
-        // dlhub
-        let name = dlhub["name"]?.stringValue ?? ""
-        if dlhub["name"] == nil {
-            issues.append(ValidationIssue("dlhub.name", "is missing"))
-        } else if let p = ServableName.problem(with: name) {
-            issues.append(ValidationIssue("dlhub.name", p))
-        }
-        let domains = stringList(dlhub["domains"], path: "dlhub.domains", issues: &issues)
-        var visibleTo: [Principal] = [.everyone]
-        if let v = dlhub["visible_to"] {
-            visibleTo = []
-            for (i, s) in stringList(v, path: "dlhub.visible_to", issues: &issues).enumerated() {
-                if let p = Principal(parsing: s) {
-                    visibleTo.append(p)
+        init(_ datacite: JSONValue, issues: inout [ValidationIssue]) {
+            if let titles = datacite["titles"]?.arrayValue, let first = titles.first?["title"]?.stringValue, !first.isEmpty {
+                title = first
+            } else {
+                issues.append(ValidationIssue("datacite.titles", "needs at least one {\"title\": \"...\"}"))
+            }
+            if let list = datacite["creators"] {
+                if let items = list.arrayValue {
+                    for (i, c) in items.enumerated() {
+                        if let n = c["creatorName"]?.stringValue ?? c["name"]?.stringValue {
+                            creators.append(n)
+                        } else if let family = c["familyName"]?.stringValue {
+                            creators.append([c["givenName"]?.stringValue, family].compactMap { $0 }.joined(separator: " "))
+                        } else {
+                            issues.append(ValidationIssue("datacite.creators[\(i)]", "needs creatorName, or givenName and familyName"))
+                        }
+                    }
                 } else {
-                    issues.append(ValidationIssue("dlhub.visible_to[\(i)]", "'\(s)' is not public, user:<login> or group:<group>"))
+                    issues.append(ValidationIssue("datacite.creators", "must be a list of creators"))
                 }
             }
+            description = datacite["descriptions"]?.arrayValue?.compactMap { $0["description"]?.stringValue }.joined(separator: "\n") ?? ""
         }
+    }
+
+    /// The `dlhub` block: name, visibility, files, dependencies, environment, resources.
+    struct Publication {
+        var name = ""
+        var domains: [String] = []
+        var visibleTo: [Principal] = [.everyone]
         var files: [String: String] = [:]
-        if let f = dlhub["files"], !f.isNull {
-            guard let members = f.objectValue else {
-                throw invalid(issues + [ValidationIssue("dlhub.files", "must be an object such as {\"model\": \"model.joblib\"}")])
+        var dependencies: [String: String] = [:]
+        var environment = ServableEnvironment()
+        var resources = Resources()
+
+        init(_ dlhub: JSONValue, servable: JSONValue, available: Set<String>?, issues: inout [ValidationIssue]) throws(DLHubError) {
+            name = dlhub["name"]?.stringValue ?? ""
+            if dlhub["name"] == nil {
+                issues.append(ValidationIssue("dlhub.name", "is missing"))
+            } else if let p = ServableName.problem(with: name) {
+                issues.append(ValidationIssue("dlhub.name", p))
             }
-            for (key, value) in members {
-                let paths: [(String, JSONValue)] =
-                    value.arrayValue.map { $0.enumerated().map { ("\(key)[\($0.offset)]", $0.element) } } ?? [(key, value)]
-                for (k, p) in paths {
-                    guard let path = p.stringValue else {
-                        issues.append(ValidationIssue("dlhub.files.\(k)", "must be a path string"))
-                        continue
-                    }
-                    // DLHub's SDK records absolute paths on the author's machine; the upload holds the file by name.
-                    let relative = path.hasPrefix("/") ? String(path.split(separator: "/").last ?? "") : path
-                    if let problem = ArchivePath.problem(with: relative) {
-                        issues.append(ValidationIssue("dlhub.files.\(k)", problem))
-                    } else if let available, !available.contains(ArchivePath.normalize(relative)) {
-                        issues.append(ValidationIssue("dlhub.files.\(k)", "'\(relative)' is not in the uploaded directory"))
+            domains = stringList(dlhub["domains"], path: "dlhub.domains", issues: &issues)
+            if let v = dlhub["visible_to"] {
+                visibleTo = []
+                for (i, s) in stringList(v, path: "dlhub.visible_to", issues: &issues).enumerated() {
+                    if let p = Principal(parsing: s) {
+                        visibleTo.append(p)
                     } else {
-                        files[k] = ArchivePath.normalize(relative)
+                        issues.append(
+                            ValidationIssue("dlhub.visible_to[\(i)]", "'\(s.prefix(100))' is not public, user:<login> or group:<group>"))
                     }
                 }
             }
+            if let f = dlhub["files"], !f.isNull {
+                guard let members = f.objectValue else {
+                    throw invalid(issues + [ValidationIssue("dlhub.files", "must be an object such as {\"model\": \"model.joblib\"}")])
+                }
+                for (key, value) in members {
+                    let paths: [(String, JSONValue)] =
+                        value.arrayValue.map { $0.enumerated().map { ("\(key)[\($0.offset)]", $0.element) } } ?? [(key, value)]
+                    for (k, p) in paths {
+                        guard let path = p.stringValue else {
+                            issues.append(ValidationIssue("dlhub.files.\(k)", "must be a path string"))
+                            continue
+                        }
+                        // DLHub's SDK records absolute paths on the author's machine; the upload holds the file by name.
+                        let relative = path.hasPrefix("/") ? String(path.split(separator: "/").last ?? "") : path
+                        if let problem = ServablePath.problem(with: relative) {
+                            issues.append(ValidationIssue("dlhub.files.\(k)", problem))
+                        } else if let available, !available.contains(ServablePath.normalize(relative)) {
+                            issues.append(ValidationIssue("dlhub.files.\(k)", "'\(relative.prefix(200))' is not in the uploaded directory"))
+                        } else {
+                            files[k] = ServablePath.normalize(relative)
+                        }
+                    }
+                }
+            }
+            for source in [dlhub["dependencies"]?["python"], servable["dependencies"]?["python"]] {
+                for (k, v) in source?.objectValue ?? [:] { dependencies[k] = v.stringValue ?? "" }
+            }
+            environment = ServableEnvironment.parse(dlhub["environment"], dependencies: dependencies, issues: &issues)
+            if let r = dlhub["resources"] { resources = Self.resources(r, issues: &issues) }
         }
-        var deps: [String: String] = [:]
-        for source in [dlhub["dependencies"]?["python"], servable["dependencies"]?["python"]] {
-            for (k, v) in source?.objectValue ?? [:] { deps[k] = v.stringValue ?? "" }
-        }
-        let environment = ServableEnvironment.parse(dlhub["environment"], dependencies: deps, issues: &issues)
-        var resources = Resources()
-        if let r = dlhub["resources"] {
+
+        static func resources(_ r: JSONValue, issues: inout [ValidationIssue]) -> Resources {
+            var resources = Resources()
             if let c = r["cores"] {
-                if let n = c.intValue, n >= 1 {
+                if let n = c.intValue, (1...4096).contains(n) {
                     resources.cores = Int(n)
                 } else {
-                    issues.append(ValidationIssue("dlhub.resources.cores", "must be a whole number from 1"))
+                    issues.append(ValidationIssue("dlhub.resources.cores", "must be a whole number from 1 to 4096"))
                 }
             }
             if let g = r["gpus"] {
-                if let n = g.intValue, n >= 0 {
+                if let n = g.intValue, (0...64).contains(n) {
                     resources.gpus = Int(n)
                 } else {
-                    issues.append(ValidationIssue("dlhub.resources.gpus", "must be a whole number from 0"))
+                    issues.append(ValidationIssue("dlhub.resources.gpus", "must be a whole number from 0 to 64"))
                 }
             }
             if let m = r["memory"] {
                 if let mb = parseMemory(m) {
                     resources.memoryMB = mb
                 } else {
-                    issues.append(ValidationIssue("dlhub.resources.memory", "must be megabytes or a size such as \"4G\" or \"512M\""))
+                    issues.append(
+                        ValidationIssue("dlhub.resources.memory", "must be megabytes or a size such as \"4G\" or \"512M\", at most 1P"))
                 }
             }
             if let p = r["pool"] ?? r["partition"] {
-                if let s = p.stringValue, !s.isEmpty {
+                if let s = p.stringValue, !s.isEmpty, s.utf8.count <= 255 {
                     resources.pool = s
                 } else {
                     issues.append(ValidationIssue("dlhub.resources.pool", "must be a pool name"))
                 }
             }
+            return resources
+        }
+    }
+
+    /// The `servable` block: the loader, its method and how it is served.
+    struct Serving {
+        var loader = Loader.pythonFunction
+        var input: DataType?
+        var output: DataType?
+        var details: JSONValue = .object([:])
+        var parameters: JSONValue = .object([:])
+        var batching = Batching()
+        var deterministic = false
+        var timeout = 60.0
+
+        init(_ servable: JSONValue, files: [String: String], issues: inout [ValidationIssue]) {
+            let shim = servable["shim"]?.stringValue ?? servable["type"]?.stringValue
+            if let shim {
+                if let l = Loader(shimOrType: shim) {
+                    loader = l
+                } else {
+                    let known = Loader.allCases.map(\.shortName).joined(separator: ", ")
+                    issues.append(
+                        ValidationIssue(
+                            servable["shim"] != nil ? "servable.shim" : "servable.type",
+                            "unknown loader type '\(shim.prefix(100))': use one of \(known)"))
+                }
+            } else {
+                issues.append(
+                    ValidationIssue("servable.shim", "is missing: name the loader (e.g. \"sklearn.ScikitLearnServable\" or \"executable\")")
+                )
+            }
+            let run = servable["methods"]?["run"]
+            if run?.objectValue == nil {
+                issues.append(ValidationIssue("servable.methods.run", "is missing: it declares input, output and method_details"))
+            }
+            input = DataType.parse(run?["input"], path: "servable.methods.run.input", issues: &issues)
+            output = DataType.parse(run?["output"], path: "servable.methods.run.output", issues: &issues)
+            details = run?["method_details"] ?? .object([:])
+            parameters = run?["parameters"] ?? .object([:])
+            if parameters.objectValue == nil {
+                issues.append(ValidationIssue("servable.methods.run.parameters", "must be an object of default keyword arguments"))
+            }
+            if shim != nil, issues.allSatisfy({ !$0.path.hasPrefix("servable.shim") && !$0.path.hasPrefix("servable.type") }) {
+                checkMethod(files: files, issues: &issues)
+            }
+            if let b = servable["batching"] {
+                if let n = b["max_batch_size"] {
+                    if let v = n.intValue, v >= 1, v <= 100_000 {
+                        batching.maxBatchSize = Int(v)
+                    } else {
+                        issues.append(ValidationIssue("servable.batching.max_batch_size", "must be a whole number from 1 to 100000"))
+                    }
+                }
+                if let d = b["max_delay_ms"] {
+                    if let v = d.intValue, v >= 0, v <= 60_000 {
+                        batching.maxDelayMilliseconds = Int(v)
+                    } else {
+                        issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
+                    }
+                }
+            }
+            if let d = servable["deterministic"] {
+                if let b = d.boolValue {
+                    deterministic = b
+                } else {
+                    issues.append(ValidationIssue("servable.deterministic", "must be true or false"))
+                }
+            }
+            if let t = servable["timeout"] {
+                if let v = t.doubleValue, v > 0, v <= 86_400 {
+                    timeout = v
+                } else {
+                    issues.append(ValidationIssue("servable.timeout", "must be seconds, more than 0 and at most 86400"))
+                }
+            }
         }
 
-        // servable
-        var loader = Loader.pythonFunction
-        let shim = servable["shim"]?.stringValue ?? servable["type"]?.stringValue
-        if let shim {
-            if let l = Loader(shimOrType: shim) {
-                loader = l
-            } else {
-                let known = Loader.allCases.map(\.shortName).joined(separator: ", ")
-                issues.append(
-                    ValidationIssue(
-                        servable["shim"] != nil ? "servable.shim" : "servable.type", "unknown loader type '\(shim)': use one of \(known)"))
-            }
-        } else {
-            issues.append(
-                ValidationIssue("servable.shim", "is missing: name the loader (e.g. \"sklearn.ScikitLearnServable\" or \"executable\")"))
-        }
-        let run = servable["methods"]?["run"]
-        if run?.objectValue == nil {
-            issues.append(ValidationIssue("servable.methods.run", "is missing: it declares input, output and method_details"))
-        }
-        let input = DataType.parse(run?["input"], path: "servable.methods.run.input", issues: &issues)
-        let output = DataType.parse(run?["output"], path: "servable.methods.run.output", issues: &issues)
-        let details = run?["method_details"] ?? .object([:])
-        let parameters = run?["parameters"] ?? .object([:])
-        if parameters.objectValue == nil {
-            issues.append(ValidationIssue("servable.methods.run.parameters", "must be an object of default keyword arguments"))
-        }
-        if shim != nil, issues.allSatisfy({ !$0.path.hasPrefix("servable.shim") && !$0.path.hasPrefix("servable.type") }) {
+        /// What each loader needs in `method_details` and `files`.
+        func checkMethod(files: [String: String], issues: inout [ValidationIssue]) {
             switch loader {
             case .pythonFunction:
                 if details["module"]?.stringValue == nil {
@@ -220,47 +302,6 @@ extension ServableMetadata {
                 }
             }
         }
-        var batching = Batching()
-        if let b = servable["batching"] {
-            if let n = b["max_batch_size"] {
-                if let v = n.intValue, v >= 1, v <= 100_000 {
-                    batching.maxBatchSize = Int(v)
-                } else {
-                    issues.append(ValidationIssue("servable.batching.max_batch_size", "must be a whole number from 1 to 100000"))
-                }
-            }
-            if let d = b["max_delay_ms"] {
-                if let v = d.intValue, v >= 0, v <= 60_000 {
-                    batching.maxDelayMilliseconds = Int(v)
-                } else {
-                    issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
-                }
-            }
-        }
-        var deterministic = false
-        if let d = servable["deterministic"] {
-            if let b = d.boolValue {
-                deterministic = b
-            } else {
-                issues.append(ValidationIssue("servable.deterministic", "must be true or false"))
-            }
-        }
-        var timeout = 60.0
-        if let t = servable["timeout"] {
-            if let v = t.doubleValue, v > 0, v <= 86_400 {
-                timeout = v
-            } else {
-                issues.append(ValidationIssue("servable.timeout", "must be seconds, more than 0 and at most 86400"))
-            }
-        }
-
-        if !issues.isEmpty { throw invalid(issues) }
-        return ServableMetadata(
-            document: doc, name: name, title: title, description: description, creators: creators, domains: domains,
-            visibleTo: visibleTo, files: files, pythonDependencies: deps, environment: environment, loader: loader, input: input!,
-            output: output!,
-            parameters: parameters, methodDetails: details, resources: resources, batching: batching,
-            deterministic: deterministic, timeoutSeconds: timeout)
     }
 
     static func invalid(_ issues: [ValidationIssue]) -> DLHubError {
@@ -285,7 +326,7 @@ extension ServableMetadata {
 
     /// Megabytes from a number (MB) or a string such as "512M", "4G", "1T".
     public static func parseMemory(_ v: JSONValue) -> Int? {
-        if let n = v.intValue { return n >= 0 ? Int(n) : nil }
+        if let n = v.intValue { return n >= 0 && n <= 1_073_741_824 ? Int(n) : nil }
         guard var s = v.stringValue?.uppercased(), !s.isEmpty else { return nil }
         if s.hasSuffix("B") { s.removeLast() }
         let factor: Double
@@ -296,7 +337,8 @@ extension ServableMetadata {
         case "T": factor = 1024 * 1024; s.removeLast()
         default: factor = 1
         }
-        guard let n = Double(s), n >= 0 else { return nil }
+        // At most a petabyte: beyond, the number is nonsense (and must not trap when converted).
+        guard let n = Double(s), n >= 0, (n * factor).isFinite, n * factor <= 1_073_741_824 else { return nil }
         return Int((n * factor).rounded(.up))
     }
 

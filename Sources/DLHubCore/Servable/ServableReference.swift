@@ -9,7 +9,7 @@ public enum ServableReference: Sendable, Hashable, CustomStringConvertible {
         if text.hasPrefix("sha256:") {
             let hex = text.dropFirst(7)
             guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-                throw DLHubError(.invalidName, "'\(text)' is not a digest: expected sha256: and 64 lowercase hex digits")
+                throw DLHubError(.invalidName, "'\(text.prefix(120))' is not a digest: expected sha256: and 64 lowercase hex digits")
             }
             self = .digest(text)
             return
@@ -19,13 +19,13 @@ public enum ServableReference: Sendable, Hashable, CustomStringConvertible {
         var version: Int?
         if let at = rest.lastIndex(of: "@") {
             guard let v = Int(rest[rest.index(after: at)...]), v >= 1 else {
-                throw DLHubError(.invalidName, "'\(text)': the version after '@' must be a whole number from 1; \(usage)")
+                throw DLHubError(.invalidName, "'\(text.prefix(120))': the version after '@' must be a whole number from 1; \(usage)")
             }
             version = v
             rest = rest[..<at]
         }
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw DLHubError(.invalidName, "'\(text)' is not a servable reference; \(usage)") }
+        guard parts.count == 2 else { throw DLHubError(.invalidName, "'\(text.prefix(120))' is not a servable reference; \(usage)") }
         let owner = String(parts[0])
         let name = String(parts[1])
         if let p = ServableName.problem(with: owner, kind: "owner") { throw DLHubError(.invalidName, p) }

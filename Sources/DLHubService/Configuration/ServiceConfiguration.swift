@@ -1,3 +1,4 @@
+import DLHubArchive
 import DLHubCore
 import Foundation
 
@@ -16,9 +17,18 @@ public struct ServiceConfiguration: Sendable {
     /// The address clients should use, when it differs from the listen address.
     public var publicURL: String?
     public var maxUploadBytes: Int = 512 * 1024 * 1024
+    /// What an upload may unpack to (`max_archive_entries`, `max_unpacked_bytes`, `max_path_bytes`, `max_path_depth`).
+    public var archiveLimits = ArchiveLimits()
     /// Largest run request body.
     public var maxRunRequestBytes: Int = 64 * 1024 * 1024
     public var tokenLifetimeSeconds: Int = 8 * 3600
+    /// Per-user quotas, batch and cache bounds (`max_queued_items_per_user`,
+    /// `max_queued_bytes_per_user`, `max_batch_bytes`, `result_cache_entries`, `result_cache_bytes`).
+    public var dispatch = Dispatcher.Limits()
+    /// Largest pilot frame once a pilot is authenticated (`max_pilot_frame_bytes`).
+    public var pilotFrameBytes = 64 * 1024 * 1024
+    /// An HTTP connection that sends no request for this long (or stalls in its headers) is closed.
+    public var httpIdleTimeoutSeconds: Int = 60
     public var pools: [PoolConfiguration] = []
     /// Seconds results are kept after a task finishes.
     public var resultRetentionSeconds: Int = 24 * 3600
@@ -121,7 +131,18 @@ public struct ServiceConfiguration: Sendable {
             case "public_url": publicURL = try str()
             case "max_upload_bytes": maxUploadBytes = try int()
             case "max_run_request_bytes": maxRunRequestBytes = try int()
+            case "max_archive_entries": archiveLimits.entries = max(1, try int())
+            case "max_unpacked_bytes": archiveLimits.bytes = Int64(max(1, try int()))
+            case "max_path_bytes": archiveLimits.pathBytes = max(16, try int())
+            case "max_path_depth": archiveLimits.depth = max(1, try int())
             case "token_ttl_seconds": tokenLifetimeSeconds = try int()
+            case "http_idle_timeout_seconds": httpIdleTimeoutSeconds = max(1, try int())
+            case "max_queued_items_per_user": dispatch.queuedItemsPerUser = max(1, try int())
+            case "max_queued_bytes_per_user": dispatch.queuedBytesPerUser = Int64(max(1, try int()))
+            case "max_batch_bytes": dispatch.batchBytes = max(1024, try int())
+            case "result_cache_entries": dispatch.cacheEntries = max(1, try int())
+            case "result_cache_bytes": dispatch.cacheBytes = max(1, try int())
+            case "max_pilot_frame_bytes": pilotFrameBytes = max(64 * 1024, try int())
             case "result_retention_seconds": resultRetentionSeconds = try int()
             case "python": python = try str()
             case "pilot_executable": pilotExecutable = try str()

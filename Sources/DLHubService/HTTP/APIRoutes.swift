@@ -1,3 +1,4 @@
+import DLHubArchive
 import DLHubCore
 import Foundation
 import Hummingbird
@@ -9,6 +10,9 @@ struct APIRoutes: Sendable {
     let environments: EnvironmentStore
     let runner: Runner
     let maxUploadBytes: Int
+    let archiveLimits: ArchiveLimits
+    /// Where uploads are spooled (local disk, in the state directory).
+    let uploads: String
     let metricsText: @Sendable () -> String
 
     func register(on router: Router<APIRequestContext>) {
@@ -32,9 +36,10 @@ struct APIRoutes: Sendable {
         }
         router.post("/v1/servables") { request, context in
             let caller = try context.requireCaller()
-            let body = try await request.body.collect(upTo: maxUploadBytes)
             let owner = request.uri.queryParameters.get("owner")
-            let record = try await catalog.publish(archive: Array(buffer: body), owner: owner, caller: caller)
+            let spool = try await UploadSpool.receive(request.body, into: uploads, limit: maxUploadBytes)
+            defer { spool.remove() }
+            let record = try await catalog.publish(archive: spool.path, owner: owner, caller: caller, limits: archiveLimits)
             // Its environment starts building now, so that the first run does not wait for all of it.
             if record.metadata.environment.kind == .python, environments.enabled {
                 await environments.ensure(record.metadata.environment.requirements)
@@ -69,7 +74,8 @@ struct APIRoutes: Sendable {
             let record = try await catalog.resolve(reference, caller: caller)
             var json = record.json
             if case .object(var members) = json, let owner = members["owner"]?.stringValue, let name = members["name"]?.stringValue {
-                let versions = catalog.registry.versions(owner: owner, name: name)
+                // Only the versions this caller may see: the others do not exist for them.
+                let versions = try await catalog.visibleVersions(owner: owner, name: name, caller: caller).map(\.version).sorted()
                 members["versions"] = .array(versions.map { .int(Int64($0)) })
                 members["environment"] = await environments.describe(record.metadata.environment)
                 json = .object(members)

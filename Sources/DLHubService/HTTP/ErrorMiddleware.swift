@@ -54,6 +54,7 @@ struct ErrorMiddleware: RouterMiddleware {
         case .withdrawn: return .gone
         case .conflict: return .conflict
         case .tooLarge: return .contentTooLarge
+        case .quotaExceeded: return .tooManyRequests
         case .unavailable, .munge: return .serviceUnavailable
         case .slurm: return .badGateway
         case .timeout: return .gatewayTimeout
@@ -68,6 +69,7 @@ struct ErrorMiddleware: RouterMiddleware {
         }
         var response = Response.json(["error": .object(body)], status: status ?? Self.status(for: error.code))
         if error.code == .unauthenticated { response.headers[.wwwAuthenticate] = "Munge, Bearer" }
+        if error.code == .quotaExceeded { response.headers[.retryAfter] = "10" }
         return response
     }
 }

@@ -17,14 +17,7 @@ struct ServingRoutes: Sendable {
         router.post("/v1/servables/{owner}/{name}/run") { request, context in
             let caller = try context.requireCaller()
             let reference = try APIRoutes.reference(context)
-            let waitText = request.uri.queryParameters.get("wait")
-            let wait =
-                try waitText.map { text throws(DLHubError) -> Double in
-                    guard let s = Double(text), s >= 0, s.isFinite else {
-                        throw DLHubError(.badRequest, "wait must be a number of seconds, e.g. ?wait=30")
-                    }
-                    return min(s, Self.maxWait)
-                } ?? 0
+            let wait = try Self.waitSeconds(request.uri.queryParameters.get("wait"))
             let body = try await request.body.collect(upTo: maxRequestBytes)
             let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller)
             let done = await waiters.wait(for: accepted.taskID, seconds: wait)
@@ -34,9 +27,11 @@ struct ServingRoutes: Sendable {
         router.get("/v1/tasks/{id}") { request, context in
             let caller = try context.requireCaller()
             let id = try APIRoutes.parameter("id", context)
-            if let waitText = request.uri.queryParameters.get("wait"), let s = Double(waitText), s > 0 {
-                _ = await waiters.wait(for: id, seconds: min(s, Self.maxWait))
-            }
+            let wait = try Self.waitSeconds(request.uri.queryParameters.get("wait"))
+            // Whose task it is comes first: nobody waits on (or learns the timing of) another user's task.
+            guard wait > 0 else { return try await taskResponse(id, caller: caller) }
+            guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
+            if task.finished == nil { _ = await waiters.wait(for: id, seconds: wait) }
             return try await taskResponse(id, caller: caller)
         }
         router.get("/v1/servables/{owner}/{name}/logs") { _, context in
@@ -50,15 +45,26 @@ struct ServingRoutes: Sendable {
             return Response.json(["servable": .string("\(record.id)@\(record.version)"), "entries": .array(entries)])
         }
         router.get("/v1/pilots") { _, context in
-            _ = try context.requireCaller()
-            return Response.json(await manager.report())
+            let caller = try context.requireCaller()
+            return Response.json(await manager.report(for: caller))
         }
     }
 
-    func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
-        guard let task = try await store.task(id), task.owner == caller.login else {
-            throw DLHubError(.notFound, "no task \(id) of yours; tasks are kept for a limited time after they finish")
+    /// `?wait=S`: seconds, at most `maxWait`.
+    static func waitSeconds(_ text: String?) throws(DLHubError) -> Double {
+        guard let text else { return 0 }
+        guard let s = Double(text), s >= 0, s.isFinite else {
+            throw DLHubError(.badRequest, "wait must be a number of seconds, e.g. ?wait=30")
         }
+        return min(s, maxWait)
+    }
+
+    static func noSuchTask(_ id: String) -> DLHubError {
+        DLHubError(.notFound, "no task \(id.prefix(100)) of yours; tasks are kept for a limited time after they finish")
+    }
+
+    func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
+        guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
         var extra: [String: JSONValue] = [:]
         var running = false
         if task.finished == nil {

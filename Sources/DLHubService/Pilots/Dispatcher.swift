@@ -30,20 +30,33 @@ public actor Dispatcher {
         }
     }
 
-    struct Queue {
-        var spec: ServableSpec
-        var metadata: ServableMetadata
-        var pool: String
-        var parameters: [UInt8]
-        var items: [QueuedItem] = []
-        /// The environment being built for this servable: nothing is dispatched until it is ready.
-        var waitingForEnvironment: String?
-    }
-
+    /// A batch on a pilot: what the service needs to settle it without its queue.
     struct InFlight {
         var key: String
         var items: [QueuedItem]
         var sentAt: Date
+        /// When the batch is taken back if no result came (the worker timeout for the batch and
+        /// for each item run alone, plus a margin).
+        var deadline: Date
+        var digest: String
+        var deterministic: Bool
+        var servableOwner: String?
+    }
+
+    /// Limits the dispatcher enforces (the service's configuration).
+    public struct Limits: Sendable {
+        /// Input bytes in one batch at most (a batch is cut below the pilot frame limit).
+        public var batchBytes = 16 * 1024 * 1024
+        /// Items one user may have waiting for an answer.
+        public var queuedItemsPerUser = 100_000
+        /// Input bytes one user may have waiting for an answer.
+        public var queuedBytesPerUser: Int64 = 1 << 30
+        /// Result-cache entries and bytes at most.
+        public var cacheEntries = 100_000
+        public var cacheBytes = 256 * 1024 * 1024
+        /// Added to a batch's deadline before it is taken back from its pilot.
+        public var batchMarginSeconds = 30.0
+        public init() {}
     }
 
     public struct Session: Sendable {
@@ -65,12 +78,16 @@ public actor Dispatcher {
 
     let store: TaskStore
     let waiters: TaskWaiters
-    let cache = ResultCache()
+    let limits: Limits
+    let cache: ResultCache
     let logs = ServableLogs()
     let logger: Logger
-    var queues: [String: Queue] = [:]
-    /// `owner/name@N` for each queue key, for people.
-    var names: [String: String] = [:]
+    var planner: BatchPlanner
+    /// `owner/name@N` for each queue key, for people, and who may see it.
+    var labels: [String: Label] = [:]
+    /// Who each unanswered item belongs to, and its size: what quotas count.
+    var ledger: [UInt64: (owner: String, bytes: Int)] = [:]
+    var usage: [String: (items: Int, bytes: Int64)] = [:]
     var sessions: [Int: Session] = [:]
     var failedLoads: [String: [Int: String]] = [:]
     var nextBatchID: UInt64 = 1
@@ -86,21 +103,74 @@ public actor Dispatcher {
     let cacheHits = Counter(label: "dlhub_cache_hits_total")
     let queuedGauge = Gauge(label: "dlhub_items_queued")
 
-    public init(store: TaskStore, waiters: TaskWaiters, logger: Logger) {
+    let itemsRefused = Counter(label: "dlhub_items_refused_over_quota_total")
+    let batchesTakenBack = Counter(label: "dlhub_batches_taken_back_total")
+
+    public init(store: TaskStore, waiters: TaskWaiters, limits: Limits = Limits(), logger: Logger) {
         self.store = store
         self.waiters = waiters
+        self.limits = limits
         self.logger = logger
+        cache = ResultCache(capacity: limits.cacheEntries, maxBytes: limits.cacheBytes)
+        planner = BatchPlanner(maxBatchBytes: limits.batchBytes)
+    }
+
+    /// A queue key's name for people, and who may see it.
+    struct Label {
+        var name: String
+        var owner: String
+        var visibleTo: [Principal]
     }
 
     // MARK: Work in
 
-    /// Answers from the result cache what a deterministic servable already computed; returns the
-    /// items still to run.
+    /// Counts items against their owner's quota before they are accepted; a user over quota gets
+    /// a 429 that says when to come back, and nothing of theirs is written.
+    public func reserve(owner: String, items: Int, bytes: Int) throws(DLHubError) {
+        let current = usage[owner] ?? (0, 0)
+        guard current.items + items <= limits.queuedItemsPerUser, current.bytes + Int64(bytes) <= limits.queuedBytesPerUser else {
+            itemsRefused.increment(by: items)
+            throw DLHubError(
+                .quotaExceeded,
+                "you have \(current.items) input(s) (\(current.bytes) bytes) waiting for answers; the limit is \(limits.queuedItemsPerUser) inputs and \(limits.queuedBytesPerUser) bytes per user. Wait for some to finish, then send the rest"
+            )
+        }
+        usage[owner] = (current.items + items, current.bytes + Int64(bytes))
+    }
+
+    /// Gives back a reservation whose items were never accepted.
+    public func unreserve(owner: String, items: Int, bytes: Int) {
+        release(owner, items: items, bytes: Int64(bytes))
+    }
+
+    /// Ties accepted items to their owner's reservation (released as each is answered).
+    public func register(_ items: [QueuedItem]) {
+        for item in items { ledger[item.id] = (item.owner, item.payload.count) }
+    }
+
+    /// Restores the quota count for items accepted before a restart.
+    public func restoreReservations(_ items: [QueuedItem]) {
+        for item in items where ledger[item.id] == nil {
+            ledger[item.id] = (item.owner, item.payload.count)
+            let current = usage[item.owner] ?? (0, 0)
+            usage[item.owner] = (current.items + 1, current.bytes + Int64(item.payload.count))
+        }
+    }
+
+    func release(_ owner: String, items: Int, bytes: Int64) {
+        guard let current = usage[owner] else { return }
+        let left = (items: max(0, current.items - items), bytes: max(0, current.bytes - bytes))
+        usage[owner] = left.items == 0 ? nil : left
+    }
+
+    /// Answers from the result cache what a deterministic servable already computed for this
+    /// caller; returns the items still to run. The cache is per caller, so a hit tells nobody
+    /// what anybody else sent.
     public func answerFromCache(key: String, items: [QueuedItem]) async -> [QueuedItem] {
         var hits: [ItemResult] = []
         var misses: [QueuedItem] = []
         for item in items {
-            if let output = cache.get(ResultCache.key(key, item.payload)) {
+            if let output = cache.get(ResultCache.key(key, item.owner, item.payload)) {
                 hits.append(ItemResult(id: item.id, outcome: .output(output)))
             } else {
                 misses.append(item)
@@ -121,14 +191,18 @@ public actor Dispatcher {
         key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem],
         waitingFor environment: String? = nil
     ) {
-        if queues[key] == nil {
-            queues[key] = Queue(spec: spec, metadata: metadata, pool: pool, parameters: parameters, waitingForEnvironment: environment)
+        if labels[key] == nil {
             let d = spec.metadata["dlhub"]
-            names[key] =
-                "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
-                + (key.contains("+") ? "(params)" : "")
+            labels[key] = Label(
+                name: "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
+                    + (key.contains("+") ? "(params)" : ""),
+                owner: metadata.owner ?? "", visibleTo: metadata.visibleTo)
         }
-        queues[key]!.items += items
+        planner.add(
+            key,
+            template: BatchPlanner.Queue(
+                spec: spec, metadata: metadata, pool: pool, parameters: parameters, waitingForEnvironment: environment),
+            items: items)
         updateGauge()
         pump()
     }
@@ -231,7 +305,7 @@ public actor Dispatcher {
                 // Handed back unstarted: not a failed attempt.
                 for b in back {
                     landed(b.items)
-                    queues[b.key]?.items.insert(contentsOf: b.items, at: 0)
+                    planner.putBack(b.key, template: nil, items: b.items)
                 }
                 itemsRequeued.increment(by: back.reduce(0) { $0 + $1.items.count })
             }
@@ -253,26 +327,31 @@ public actor Dispatcher {
         }
         if sessions[sessionID]!.inFlight.isEmpty { sessions[sessionID]!.idleSince = Date() }
         landed(batch.items)
-        if !results.log.isEmpty, let q = queues[batch.key], let owner = q.metadata.owner, batch.items.allSatisfy({ $0.owner == owner }) {
+        if !results.log.isEmpty, let owner = batch.servableOwner, batch.items.allSatisfy({ $0.owner == owner }) {
             let session = sessions[sessionID]!
             logs.append(
-                q.spec.digest,
+                batch.digest,
                 .init(at: Date(), kind: .batch, error: nil, text: results.log, jobID: session.hello.jobID, node: session.hello.node))
         }
         let expected = Set(batch.items.map(\.id))
         var answered = results.items.filter { expected.contains($0.id) }
         let missing = expected.subtracting(answered.map(\.id))
         answered += missing.map { ItemResult(id: $0, outcome: .error("the pilot returned no result for this item")) }
-        if queues[batch.key]?.metadata.deterministic == true {
-            let payloads = Dictionary(uniqueKeysWithValues: batch.items.map { ($0.id, $0.payload) })
+        if batch.deterministic {
+            let inputs = Dictionary(uniqueKeysWithValues: batch.items.map { ($0.id, $0) })
             for r in answered {
-                if case .output(let bytes) = r.outcome, let input = payloads[r.id] { cache.put(ResultCache.key(batch.key, input), bytes) }
+                if case .output(let bytes) = r.outcome, let item = inputs[r.id] {
+                    cache.put(ResultCache.key(batch.key, item.owner, item.payload), bytes)
+                }
             }
         }
         await record(answered)
     }
 
     func record(_ results: [ItemResult]) async {
+        for r in results {
+            if let entry = ledger.removeValue(forKey: r.id) { release(entry.owner, items: 1, bytes: Int64(entry.bytes)) }
+        }
         do {
             let finished = try await store.complete(results)
             await waiters.finished(finished)
@@ -299,7 +378,7 @@ public actor Dispatcher {
                     again.append(item)
                 }
             }
-            queues[b.key]?.items.insert(contentsOf: again, at: 0)
+            planner.putBack(b.key, template: nil, items: again)
             itemsRequeued.increment(by: again.count)
         }
         if !failed.isEmpty { await record(failed) }
@@ -308,10 +387,8 @@ public actor Dispatcher {
     /// A servable no pilot can load fails its queued items with the loader's message.
     func failUnloadable(_ key: String, error: String, jobID: UInt32) async {
         let elsewhere = sessions.values.contains { $0.loaded.contains(key) || $0.loading.contains(key) }
-        guard !elsewhere, var q = queues[key] else { return }
-        let items = q.items
-        q.items.removeAll()
-        queues[key] = q
+        guard !elsewhere else { return }
+        let items = planner.drain(key)
         logger.warning("servable failed to load; failing its queued items", metadata: ["servable.key": "\(key)", "error": "\(error)"])
         await record(
             items.map { ItemResult(id: $0.id, outcome: .error("the servable could not be loaded on pilot job \(jobID): \(error)")) })
@@ -320,52 +397,94 @@ public actor Dispatcher {
 
     // MARK: Matching work to pilots
 
+    /// Hands queued work to pilots with free slots: queues take turns, one batch each per
+    /// round (see `BatchPlanner`), and a busy servable gets one more pilot to load it.
     func pump() {
-        for key in queues.keys {
-            guard var q = queues[key], !q.items.isEmpty, q.waitingForEnvironment == nil else { continue }
-            let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
-            let ready = candidates.filter { $0.loaded.contains(key) && $0.slots > $0.busy }
-            let loading = candidates.contains { $0.loading.contains(key) }
-            var free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
-            var order = ready.sorted { ($0.slots - $0.busy) > ($1.slots - $1.busy) }.map(\.id)
-            while !q.items.isEmpty, free > 0, let sid = order.first {
-                let n = min(q.metadata.batching.maxBatchSize, max(1, (q.items.count + free - 1) / free))
-                let items = Array(q.items.prefix(n))
-                q.items.removeFirst(items.count)
-                let batchID = nextBatchID
-                nextBatchID += 1
-                sessions[sid]!.inFlight[batchID] = InFlight(key: key, items: items, sentAt: Date())
-                sessions[sid]!.outbound.yield(
-                    .batch(
-                        Batch(
-                            id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
-                            items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
-                for item in items { runningTasks[item.taskID, default: 0] += 1 }
-                itemsDispatched.increment(by: items.count)
-                batchesDispatched.increment()
-                free -= 1
-                if sessions[sid]!.slots <= sessions[sid]!.busy { order.removeFirst() } else { order.append(order.removeFirst()) }
+        var dispatched = true
+        while dispatched {
+            dispatched = false
+            for key in planner.ready {
+                guard let q = planner.queues[key] else { continue }
+                let ready = sessions.values.filter {
+                    $0.hello.pool == q.pool && !$0.draining && $0.loaded.contains(key) && $0.slots > $0.busy
+                        && failedLoads[key]?[$0.id] == nil
+                }
+                guard let target = ready.max(by: { ($0.slots - $0.busy, $1.id) < ($1.slots - $1.busy, $0.id) }) else { continue }
+                let free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
+                let items = planner.take(key, freeSlots: free)
+                guard !items.isEmpty else { continue }
+                send(items, of: key, queue: q, to: target.id)
+                dispatched = true
             }
-            queues[key] = q
-            // More work than the loaded pilots take: have one more pilot load the servable.
-            if !q.items.isEmpty, !loading, let next = candidates.first(where: { !$0.loaded.contains(key) && $0.slots > $0.busy }) {
+        }
+        // More work than the loaded pilots take: have one more pilot load the servable.
+        for key in planner.ready {
+            guard let q = planner.queues[key] else { continue }
+            let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
+            if candidates.contains(where: { $0.loading.contains(key) }) { continue }
+            if let next = candidates.first(where: { !$0.loaded.contains(key) && $0.slots > $0.busy }) {
                 sessions[next.id]!.loading.insert(key)
                 next.outbound.yield(.load(q.spec))
             }
         }
+        let needed = Set(sessions.values.flatMap { $0.inFlight.values.map(\.key) + Array($0.loading) })
+        planner.dropEmpty(keeping: needed)
+        let shown = Set(planner.queues.keys).union(sessions.values.flatMap(\.loaded)).union(needed)
+        if labels.count > shown.count * 2 + 100 { labels = labels.filter { shown.contains($0.key) } }
         updateGauge()
+    }
+
+    func send(_ items: [QueuedItem], of key: String, queue q: BatchPlanner.Queue, to sid: Int) {
+        let batchID = nextBatchID
+        nextBatchID += 1
+        let now = Date()
+        // The pilot may run each item alone after a failure, each with the servable's timeout.
+        let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
+        sessions[sid]!.inFlight[batchID] = InFlight(
+            key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
+            servableOwner: q.metadata.owner)
+        sessions[sid]!.outbound.yield(
+            .batch(
+                Batch(
+                    id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
+                    items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
+        for item in items { runningTasks[item.taskID, default: 0] += 1 }
+        itemsDispatched.increment(by: items.count)
+        batchesDispatched.increment()
+    }
+
+    /// Batches a pilot has held past their deadline (a worker that hangs in a way the pilot does
+    /// not catch, a pilot that stopped answering but not heartbeating): taken back, their items
+    /// retried elsewhere or failed, like those of a lost pilot.
+    public func reapOverdueBatches(now: Date = Date()) async {
+        for (sid, session) in sessions {
+            let overdue = session.inFlight.filter { $0.value.deadline < now }
+            guard !overdue.isEmpty else { continue }
+            for id in overdue.keys { sessions[sid]?.inFlight.removeValue(forKey: id) }
+            for b in overdue.values { landed(b.items) }
+            batchesTakenBack.increment(by: overdue.count)
+            logger.warning(
+                "batches held past their deadline were taken back; draining the pilot",
+                metadata: ["slurm.job_id": "\(session.hello.jobID)", "batches": "\(overdue.count)"])
+            // A pilot that sits on work is not given more: it is drained, and the manager replaces it.
+            if !session.draining {
+                sessions[sid]?.draining = true
+                session.outbound.yield(.drain(reason: "a batch was held past its deadline"))
+            }
+            await requeue(Array(overdue.values), lostJob: session.hello.jobID, node: session.hello.node)
+        }
+        pump()
     }
 
     /// An environment build ended: its queues go to pilots, or fail with the installer's message.
     public func environmentFinished(_ id: String, status: EnvironmentStore.Status) async {
-        for key in queues.keys where queues[key]?.waitingForEnvironment == id {
+        for (key, queue) in planner.queues where queue.waitingForEnvironment == id {
             switch status {
             case .ready(let interpreter):
-                queues[key]!.spec.environment.interpreter = interpreter
-                queues[key]!.waitingForEnvironment = nil
+                planner.setEnvironment(key, interpreter: interpreter)
             case .failed(let message):
-                let items = queues.removeValue(forKey: key)?.items ?? []
-                await fail(items, message)
+                await fail(planner.drain(key), message)
+                planner.setEnvironment(key, interpreter: "")
             case .building:
                 break
             }
@@ -376,7 +495,7 @@ public actor Dispatcher {
 
     /// Whether a servable version's queue is waiting for its environment.
     public func isWaitingForEnvironment(digest: String) -> Bool {
-        queues.values.contains { $0.spec.digest == digest && $0.waitingForEnvironment != nil }
+        planner.queues.values.contains { $0.spec.digest == digest && $0.waitingForEnvironment != nil }
     }
 
     /// Fails accepted items at once, with one message.
@@ -387,7 +506,7 @@ public actor Dispatcher {
 
     /// Keeps what a worker said while loading, for the servable's owner.
     func recordLoadLog(_ key: String, error: String?, log: String, sessionID: Int) {
-        guard let digest = queues[key]?.spec.digest, let session = sessions[sessionID] else { return }
+        guard let digest = planner.queues[key]?.spec.digest, let session = sessions[sessionID] else { return }
         logs.append(digest, .init(at: Date(), kind: .load, error: error, text: log, jobID: session.hello.jobID, node: session.hello.node))
     }
 
@@ -409,7 +528,7 @@ public actor Dispatcher {
     }
 
     func updateGauge() {
-        queuedGauge.record(queues.values.reduce(0) { $0 + $1.items.count })
+        queuedGauge.record(planner.pending)
     }
 
     // MARK: Observation for the pilot manager and the API
@@ -421,13 +540,18 @@ public actor Dispatcher {
 
     public func load(pool: String) -> PoolLoad {
         PoolLoad(
-            queuedItems: queues.values.filter { $0.pool == pool }.reduce(0) { $0 + $1.items.count },
+            queuedItems: planner.pending(pool: pool),
             sessions: sessions.values.filter { $0.hello.pool == pool })
     }
 
     public func allSessions() -> [Session] { Array(sessions.values) }
 
-    public func displayName(_ key: String) -> String { names[key] ?? key }
+    /// A resident servable as `caller` may know it: its name, or "private" when they may not see it.
+    public func displayName(_ key: String, for caller: Caller?) -> String {
+        guard let label = labels[key] else { return "private" }
+        guard let caller else { return label.name }
+        return AccessPolicy.canSee(owner: label.owner, visibleTo: label.visibleTo, caller: caller) ? label.name : "private"
+    }
 
     /// Pilots that stopped heartbeating (a hung node): treated as lost.
     public func reapSilentSessions(olderThan seconds: TimeInterval) async {

@@ -148,7 +148,8 @@ public final class PilotListener: Service, @unchecked Sendable {
                             session: session, pool: job.pool, nonce: serviceNonce,
                             proof: PilotProof.service(
                                 secret: job.secret, jobID: hello.jobID, node: hello.node, pilotNonce: hello.nonce,
-                                serviceNonce: serviceNonce))))
+                                serviceNonce: serviceNonce),
+                            frameLimit: limits.frameBytes)))
                 guard case .authenticate(let proof)? = try await iterator.next(),
                     PilotProof.matches(
                         proof,

@@ -120,6 +120,7 @@ public actor PilotManager {
         // Forget jobs that ended a while ago.
         jobs = jobs.filter { $0.value.endedAt.map { now.timeIntervalSince($0) < 120 } ?? true }
         await dispatcher.reapSilentSessions(olderThan: 60)
+        await dispatcher.reapOverdueBatches()
 
         for pool in settings.pools {
             let load = await dispatcher.load(pool: pool.name)
@@ -193,11 +194,11 @@ public actor PilotManager {
         }
     }
 
-    /// What `GET /v1/pilots` shows.
-    public func report(now: Date = Date()) async -> JSONValue {
+    /// What `GET /v1/pilots` shows `caller`: a resident servable the caller may not see is "private".
+    public func report(for caller: Caller? = nil, now: Date = Date()) async -> JSONValue {
         let sessions = await dispatcher.allSessions()
         var residentNames: [String: String] = [:]
-        for key in Set(sessions.flatMap(\.loaded)) { residentNames[key] = await dispatcher.displayName(key) }
+        for key in Set(sessions.flatMap(\.loaded)) { residentNames[key] = await dispatcher.displayName(key, for: caller) }
         var pools: [JSONValue] = []
         for pool in settings.pools {
             let load = await dispatcher.load(pool: pool.name)

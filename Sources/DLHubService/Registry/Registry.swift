@@ -1,3 +1,4 @@
+import DLHubArchive
 import DLHubCore
 import Foundation
 import Glibc
@@ -88,64 +89,36 @@ public struct Registry: Sendable {
         return out
     }
 
-    /// Publishes an uploaded servable directory as the next version of `owner/<dlhub.name>`.
+    /// Publishes an upload (a tar, tar.gz or zip file) as the next version of `owner/<dlhub.name>`.
     ///
-    /// Validation happens before anything is written; the write goes to `.staging/` and becomes
-    /// visible by an atomic rename. Returns the new record.
-    public func publish(entries: [TarEntry], owner: String, now: Date = Date()) throws(DLHubError) -> RegistryRecord {
-        guard let metaEntry = entries.first(where: { $0.path == "servable.json" }), case .file = metaEntry.kind else {
+    /// The upload is unpacked into `.staging/` (safely: see `ArchiveExtractor`) and validated
+    /// there; it becomes visible by an atomic rename. Returns the new record.
+    public func publish(archive: String, owner: String, limits: ArchiveLimits, now: Date = Date()) throws(DLHubError) -> RegistryRecord {
+        let fm = FileManager.default
+        let staging = "\(stagingDirectory)/\(UUID().uuidString)"
+        guard mkdir(staging, 0o755) == 0 else {
+            throw DLHubError(.internal, "cannot create \(staging): \(String(cString: strerror(errno))); check the registry's permissions")
+        }
+        var published = false
+        defer { if !published { try? fm.removeItem(atPath: staging) } }
+
+        let unpacked = try ArchiveExtractor.unpack(archive: archive, into: staging, limits: limits)
+        guard let metadataBytes = unpacked.metadata else {
             throw DLHubError(
                 .invalidMetadata, "the upload has no servable.json at its top level; run `dlhub init` in the servable directory to make one"
             )
         }
         let doc: JSONValue
-        do { doc = try JSONValue.parse(metaEntry.contents) } catch {
+        do { doc = try JSONValue.parse(metadataBytes) } catch {
             throw DLHubError(.invalidMetadata, "servable.json is not valid JSON: \(error)")
         }
-        let available = Set(
-            entries.compactMap { e -> String? in
-                if case .directory = e.kind { return nil }
-                return e.path
-            })
-        let metadata = try ServableMetadata.validate(doc, files: available)
+        let metadata = try ServableMetadata.validate(doc, files: unpacked.paths)
         if let declared = doc["dlhub"]?["owner"]?.stringValue, declared != owner {
             throw DLHubError(
                 .forbidden,
                 "servable.json names owner '\(declared)' but you are '\(owner)'; only \(declared) can publish \(declared)/\(metadata.name)")
         }
-
-        let fm = FileManager.default
-        let staging = "\(stagingDirectory)/\(UUID().uuidString)"
-        var published = false
-        defer { if !published { try? fm.removeItem(atPath: staging) } }
-
-        var manifest: [ContentDigest.ManifestEntry] = []
-        do {
-            try fm.createDirectory(atPath: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            for entry in entries where entry.path != "servable.json" {
-                let target = "\(staging)/\(entry.path)"
-                let parent = (target as NSString).deletingLastPathComponent
-                try fm.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-                switch entry.kind {
-                case .directory:
-                    try fm.createDirectory(atPath: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-                case .symlink(let linkTarget):
-                    try fm.createSymbolicLink(atPath: target, withDestinationPath: linkTarget)
-                case .file:
-                    // Only the executable bit survives: no setuid, no world-writable files.
-                    let mode: Int = entry.mode & 0o111 != 0 ? 0o755 : 0o644
-                    guard fm.createFile(atPath: target, contents: Data(entry.contents), attributes: [.posixPermissions: mode]) else {
-                        throw DLHubError(
-                            .invalidArchive, "cannot write '\(entry.path)' from the upload (does a file and a directory share that name?)")
-                    }
-                    manifest.append(.init(path: entry.path, size: entry.contents.count, sha256: ContentDigest.sha256Hex(entry.contents)))
-                }
-            }
-        } catch let error as DLHubError {
-            throw error
-        } catch {
-            throw DLHubError(.invalidArchive, "cannot unpack the upload: \(error.localizedDescription)", cause: error)
-        }
+        let manifest = unpacked.manifest
 
         let nameDir = "\(servablesDirectory)/\(owner)/\(metadata.name)"
         do {
@@ -161,9 +134,11 @@ public struct Registry: Sendable {
             final = final.setting(["dlhub", "identifier"], to: .string(digest))
             try writeFileSynced(staging + "/servable.json", final.encoded(pretty: true))
             let target = "\(nameDir)/\(version)"
+            fsyncTree(staging)
             if rename(staging, target) == 0 {
                 published = true
                 fsyncDirectory(nameDir)
+                fsyncDirectory(servablesDirectory + "/" + owner)
                 var record = RegistryRecord(
                     owner: owner, name: metadata.name, version: version, metadata: metadata, directory: target, withdrawal: nil)
                 record.metadata.document = final
@@ -211,18 +186,42 @@ public struct Registry: Sendable {
         }
     }
 
+    /// Writes a file and syncs it; a failed write, sync or close (a quota or I/O error that NFS or
+    /// Lustre reports late) is an error.
     func writeFileSynced(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(DLHubError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                close(fd)
+                throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))")
+            }
             offset += n
         }
-        fsync(fd)
         fchmod(fd, mode)
+        guard fsync(fd) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw DLHubError(.internal, "cannot write \(path) to disk: \(e)")
+        }
+        guard close(fd) == 0 else { throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Syncs every directory of a tree (the names of what was written), not following links.
+    func fsyncTree(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        for item in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+            let child = path + "/" + item
+            // attributesOfItem does not follow links.
+            if (try? FileManager.default.attributesOfItem(atPath: child))?[.type] as? FileAttributeType == .typeDirectory {
+                fsyncTree(child)
+            }
+        }
+        fsync(fd)
     }
 
     func fsyncDirectory(_ path: String) {

@@ -1,3 +1,4 @@
+import DLHubArchive
 import DLHubCore
 import Foundation
 import Logging
@@ -33,16 +34,22 @@ public final class ServableCatalog: Sendable {
         logger.info("search index rebuilt from the registry", metadata: ["registry.versions": "\(records.count)"])
     }
 
-    public func publish(archive: [UInt8], owner requestedOwner: String?, caller: Caller) async throws(DLHubError) -> RegistryRecord {
+    /// Publishes the upload in the file `archive` (tar, tar.gz or zip) for the caller.
+    public func publish(
+        archive: String, owner requestedOwner: String?, caller: Caller, limits: ArchiveLimits
+    ) async throws(DLHubError)
+        -> RegistryRecord
+    {
         let owner = requestedOwner ?? caller.login
         guard owner == caller.login else {
             throw DLHubError(
                 .forbidden,
                 "you are '\(caller.login)' and cannot publish as '\(owner)'; only \(owner) can publish servables named \(owner)/...")
         }
-        let entries = try TarArchive.read(archive)
         let registry = self.registry
-        let record = try await BlockingIO.run { () throws(DLHubError) in try registry.publish(entries: entries, owner: owner) }
+        let record = try await BlockingIO.run { () throws(DLHubError) in
+            try registry.publish(archive: archive, owner: owner, limits: limits)
+        }
         try await index.add(record)
         publishes.increment()
         logger.info(
@@ -62,9 +69,9 @@ public final class ServableCatalog: Sendable {
         case .version(let owner, let name, let version):
             record = try cachedRecord(owner: owner, name: name, version: version)
         case .latest(let owner, let name):
-            // The newest version that is not withdrawn, else the newest tombstone (from the index:
-            // no directory listing on the shared filesystem per request).
-            let versions = try await index.search(query: nil, owner: owner, name: name, includeWithdrawn: true)
+            // The newest version the caller may see that is not withdrawn, else the newest such
+            // tombstone (from the index: no directory listing on the shared filesystem per request).
+            let versions = try await visibleVersions(owner: owner, name: name, caller: caller)
             let newest = versions.filter { !$0.withdrawn }.max { $0.version < $1.version } ?? versions.max { $0.version < $1.version }
             record = try newest.flatMap { e throws(DLHubError) in try cachedRecord(owner: owner, name: name, version: e.version) }
         }
@@ -72,6 +79,13 @@ public final class ServableCatalog: Sendable {
             throw notFound
         }
         return record
+    }
+
+    /// The versions of `owner/name` the caller may see (withdrawn ones included), from the index.
+    public func visibleVersions(owner: String, name: String, caller: Caller) async throws(DLHubError) -> [IndexEntry] {
+        try await index.search(query: nil, owner: owner, name: name, includeWithdrawn: true).filter {
+            AccessPolicy.canSee(owner: $0.owner, visibleTo: $0.visibleTo, caller: caller)
+        }
     }
 
     /// A version's record, from the cache or the registry.

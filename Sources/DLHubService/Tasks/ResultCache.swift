@@ -2,20 +2,24 @@ import DLHubCore
 import Foundation
 
 /// Memoized outputs of deterministic servables (`servable.deterministic: true`), keyed by the
-/// queue key (digest and parameters) and the input's canonical JSON. Bounded; the oldest half is
-/// dropped when full. A request opts out with `"cache": false`.
+/// queue key (digest and parameters), the caller and the input's canonical JSON: per caller, so
+/// a hit reveals nothing about what others sent. Bounded in entries and in bytes; the least
+/// recently used half is dropped when either fills. A request opts out with `"cache": false`.
 final class ResultCache: @unchecked Sendable {
     private var entries: [String: (output: [UInt8], stamp: UInt64)] = [:]
+    private var bytes = 0
     private var clock: UInt64 = 0
     private let capacity: Int
+    private let maxBytes: Int
     private let lock = NSLock()
 
-    init(capacity: Int = 100_000) {
-        self.capacity = capacity
+    init(capacity: Int = 100_000, maxBytes: Int = 256 * 1024 * 1024) {
+        self.capacity = max(1, capacity)
+        self.maxBytes = max(1, maxBytes)
     }
 
-    static func key(_ queueKey: String, _ input: [UInt8]) -> String {
-        queueKey + "|" + ContentDigest.sha256Hex(input)
+    static func key(_ queueKey: String, _ caller: String, _ input: [UInt8]) -> String {
+        queueKey + "|" + caller + "|" + ContentDigest.sha256Hex(input)
     }
 
     func get(_ key: String) -> [UInt8]? {
@@ -31,11 +35,22 @@ final class ResultCache: @unchecked Sendable {
     func put(_ key: String, _ output: [UInt8]) {
         lock.lock()
         defer { lock.unlock() }
+        // An output larger than a tenth of the cache is not worth keeping.
+        guard output.count <= maxBytes / 10 else { return }
         clock += 1
-        if entries.count >= capacity {
-            let keep = entries.sorted { $0.value.stamp > $1.value.stamp }.prefix(capacity / 2)
+        if entries.count >= capacity || bytes + output.count > maxBytes {
+            let keep = entries.sorted { $0.value.stamp > $1.value.stamp }.prefix(entries.count / 2)
             entries = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+            bytes = entries.values.reduce(0) { $0 + $1.output.count }
         }
+        if let old = entries[key] { bytes -= old.output.count }
         entries[key] = (output, clock)
+        bytes += output.count
+    }
+
+    var totalBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return bytes
     }
 }

@@ -81,12 +81,22 @@ public final class Runner: Sendable {
         }
         let parameterBytes = parameters.encoded()
         let taskID = UUID().uuidString.lowercased()
-        let itemIDs = try await store.accept(
-            .init(
-                id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
-                single: single,
-                parameters: parameterBytes, inputs: inputs.map { $0.encoded() }))
-        var items = zip(itemIDs, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1.encoded()) }
+        let payloads = inputs.map { $0.encoded() }
+        let bytes = payloads.reduce(0) { $0 + $1.count }
+        // Over quota: refused before anything is written.
+        try await dispatcher.reserve(owner: caller.login, items: payloads.count, bytes: bytes)
+        let itemIDs: [UInt64]
+        do {
+            itemIDs = try await store.accept(
+                .init(
+                    id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
+                    single: single, parameters: parameterBytes, inputs: payloads))
+        } catch {
+            await dispatcher.unreserve(owner: caller.login, items: payloads.count, bytes: bytes)
+            throw error
+        }
+        var items = zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1) }
+        await dispatcher.register(items)
         let key = Self.queueKey(digest: record.digest, parameters: parameters)
         if metadata.deterministic, request["cache"]?.boolValue ?? true {
             items = await dispatcher.answerFromCache(key: key, items: items)
@@ -177,6 +187,7 @@ public final class Runner: Sendable {
                 continue
             }
             let queued = items.map { Dispatcher.QueuedItem(id: $0.itemID, taskID: $0.taskID, owner: $0.owner, payload: $0.input) }
+            await dispatcher.restoreReservations(queued)
             let resolved = await environment(for: record, pool: pool)
             if let failure = resolved.failure {
                 await dispatcher.fail(queued, failure)

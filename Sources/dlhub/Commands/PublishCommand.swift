@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLHubArchive
 import DLHubCore
 import Foundation
 
@@ -12,8 +13,17 @@ struct PublishCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLIError.guarding {
-            let archive = try DirectoryArchiver.archive(directory)
-            let reply = try await options.client().request("POST", "/v1/servables", body: archive, contentType: "application/x-tar")
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CLIError("\(directory) is not a directory; give the servable directory that holds servable.json")
+            }
+            guard FileManager.default.fileExists(atPath: directory + "/servable.json") else {
+                throw CLIError("\(directory) has no servable.json; make one with `dlhub init`")
+            }
+            let archive = NSTemporaryDirectory() + "/dlhub-publish-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tar.gz"
+            defer { unlink(archive) }
+            try ArchiveWriter.pack(directory, to: archive)
+            let reply = try await options.client().request("POST", "/v1/servables", bodyFile: archive, contentType: "application/gzip")
             if options.json { return Output.json(reply.json) }
             let id = reply.json["id"]?.stringValue ?? "?"
             let version = reply.json["version"]?.intValue ?? 0

@@ -48,7 +48,7 @@ struct ServiceClient {
 
     /// Sends a request and returns the JSON reply; an error reply becomes a `CLIError`.
     func request(
-        _ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
+        _ method: String, _ path: String, body: [UInt8]? = nil, bodyFile: String? = nil, contentType: String = "application/json",
         authenticate: Bool = true, forceMunge: Bool = false, acceptStatuses: Set<Int> = []
     ) async throws -> Reply {
         guard let url = URL(string: baseURL + path) else { throw CLIError("bad service URL \(baseURL + path)") }
@@ -58,6 +58,8 @@ struct ServiceClient {
         if let body {
             request.httpBody = Data(body)
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        } else if bodyFile != nil {
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
         if authenticate {
             let header = try token.flatMap { forceMunge ? nil : "Bearer \($0)" } ?? Credentials.mungeHeader()
@@ -66,7 +68,12 @@ struct ServiceClient {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            if let bodyFile {
+                // Streamed from the file: a large servable is never held in memory whole.
+                (data, response) = try await URLSession.shared.upload(for: request, fromFile: URL(fileURLWithPath: bodyFile))
+            } else {
+                (data, response) = try await URLSession.shared.data(for: request)
+            }
         } catch {
             throw CLIError(
                 "cannot reach the DLHub service at \(baseURL): \(error.localizedDescription). Is dlhubd running? (`dlhub` found this address in \(ProcessInfo.processInfo.environment["DLHUB_URL"] != nil ? "DLHUB_URL" : "service.json or --url"))"

@@ -1,5 +1,5 @@
-/// Rules for paths inside a servable: relative, inside the servable, no tricks.
-public enum ArchivePath {
+/// Rules for the paths `servable.json` names (`dlhub.files`): relative, inside the servable.
+public enum ServablePath {
     /// Returns nil when `path` is a safe relative path, else what is wrong with it.
     public static func problem(with path: String) -> String? {
         if path.isEmpty { return "the path is empty" }
@@ -14,21 +14,5 @@ public enum ArchivePath {
     /// `./a//b/` becomes `a/b`.
     public static func normalize(_ path: String) -> String {
         path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }.joined(separator: "/")
-    }
-
-    /// Whether a symlink at `path` pointing to `target` stays inside the servable directory.
-    public static func linkStaysInside(path: String, target: String) -> Bool {
-        if target.hasPrefix("/") || target.isEmpty { return false }
-        var stack = normalize(path).split(separator: "/").dropLast().map(String.init)
-        for part in target.split(separator: "/", omittingEmptySubsequences: true) {
-            if part == "." { continue }
-            if part == ".." {
-                if stack.isEmpty { return false }
-                stack.removeLast()
-            } else {
-                stack.append(String(part))
-            }
-        }
-        return true
     }
 }
