@@ -112,7 +112,8 @@ public struct DLHubServer: Sendable {
             uploads: configuration.stateDirectory + "/uploads", metricsText: metricsText
         ).register(on: router)
         AdminRoutes(
-            environments: environments, admins: Set(configuration.admins + ["root", UserDirectory.loginName(uid: getuid()) ?? "root"])
+            environments: environments, catalog: catalog,
+            admins: Set(configuration.admins + ["root", UserDirectory.loginName(uid: getuid()) ?? "root"])
         )
         .register(on: router)
         ServingRoutes(runner: runner, store: tasks, waiters: waiters, manager: pilots, maxRequestBytes: configuration.maxRunRequestBytes)

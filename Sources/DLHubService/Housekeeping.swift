@@ -34,7 +34,7 @@ public struct Housekeeping: Service {
         let registry = catalog.registry, logger = catalog.logger
         guard let records = try? await BlockingIO.run({ registry.allRecords(logger: logger) }) else { return }
         var referenced: Set<String> = []
-        for record in records where record.withdrawal == nil && record.metadata.environment.kind == .python {
+        for record in records.records where record.withdrawal == nil && record.metadata.environment.kind == .python {
             referenced.insert(await environments.id(for: record.metadata.environment.requirements))
         }
         _ = await environments.collectGarbage(referenced: referenced)

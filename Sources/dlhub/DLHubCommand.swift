@@ -13,6 +13,6 @@ struct DLHubCommand: AsyncParsableCommand {
         subcommands: [
             InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
             WithdrawCommand.self, RunCommand.self, StatusCommand.self, LogsCommand.self, PilotsCommand.self, EnvCommand.self,
-            LoginCommand.self, WhoAmICommand.self,
+            LoginCommand.self, WhoAmICommand.self, AdminCommand.self,
         ])
 }

@@ -77,4 +77,52 @@ import Testing
         // A well-behaved client is served throughout.
         #expect(try await APIClient(url: service.url).send("GET", "/healthz").status == 200)
     }
+
+    @Test func aRegistryWithInvalidAndDuplicateVersionsStartsAndReportsThem() async throws {
+        let dir = try TemporaryDirectory("dlhub-heal")
+        var service = try LiveService(directory: dir)
+        let alice = APIClient(url: service.url)
+        try await alice.login(as: TestUsers.alice)
+        let fixture = try ServingFixtures.pythonFunctions(
+            in: dir.path, name: "iris", function: "behave", input: ["type": "string"], output: ["type": "string"])
+        for _ in 0..<2 { #expect(try await alice.publish(directory: fixture).status == 201) }
+        service.stop()
+
+        // What a crash, a hand edit or a forgery can leave on the shared filesystem.
+        let servables = service.registry + "/servables/alice"
+        _ = try Subprocess.run("/bin/cp", ["-a", servables + "/iris", servables + "/twin"])  // same digests, another name
+        for (name, text) in [
+            (
+                "trap",
+                #"{"datacite": {"titles": [{"title": "t"}]}, "dlhub": {"name": "trap", "resources": {"memory": "1e300G"}}, "servable": {}}"#
+            ),
+            ("garbled", "{ this is not json"),
+        ] {
+            try FileManager.default.createDirectory(atPath: servables + "/\(name)/1", withIntermediateDirectories: true)
+            try text.write(toFile: servables + "/\(name)/1/servable.json", atomically: true, encoding: .utf8)
+        }
+        // A withdrawal interrupted after its tombstone: the files it was removing are still there.
+        try #"{"by": "alice", "at": "2026-11-30T00:00:00Z", "reason": "crash test"}"#.write(
+            toFile: servables + "/iris/1/withdrawn.json", atomically: true, encoding: .utf8)
+        _ = try Subprocess.run("/bin/chown", ["-R", "\(TestInstall.serviceUser):", service.registry])
+
+        service = try LiveService(directory: dir)
+        defer { service.stop() }
+        let cli = try CLI(service: service)
+        let report = try cli.run(as: "root", ["admin", "registry", "--json"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let problems = try JSONValue.parse(report.stdout)["problems"]?.arrayValue ?? []
+        let reasons = Dictionary(
+            problems.map { ($0["servable"]?.stringValue ?? "", $0["reason"]?.stringValue ?? "") }, uniquingKeysWith: { a, _ in a })
+        #expect(reasons["alice/twin@1"]?.contains("is already that of alice/iris@1") == true, "\(reasons)")
+        #expect(reasons["alice/twin@2"]?.contains("is already that of alice/iris@2") == true, "\(reasons)")
+        #expect(reasons["alice/trap@1"]?.contains("dlhub.resources.memory") == true, "\(reasons)")
+        #expect(reasons["alice/garbled@1"]?.contains("corrupt") == true, "\(reasons)")
+        #expect(try cli.run(as: TestUsers.bob, ["admin", "registry"]).status != 0, "only admins")
+        // The good versions are served; the interrupted withdrawal is complete.
+        #expect(try cli.run(as: TestUsers.bob, ["describe", "alice/iris@2"]).status == 0)
+        #expect(try cli.run(as: TestUsers.bob, ["describe", "alice/iris@1"]).stdout.contains("WITHDRAWN"))
+        #expect(
+            (try FileManager.default.contentsOfDirectory(atPath: servables + "/iris/1")).sorted() == ["servable.json", "withdrawn.json"])
+    }
 }

@@ -39,6 +39,13 @@ public enum ContentDigest {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Whether `text` has the shape of a digest: `sha256:` and 64 lowercase hex digits.
+    public static func isWellFormed(_ text: String) -> Bool {
+        guard text.hasPrefix("sha256:") else { return false }
+        let hex = text.utf8.dropFirst(7)
+        return hex.count == 64 && hex.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
     /// The manifest text: one `sha256  size  path` line per file, sorted by path.
     public static func manifest(_ entries: [ManifestEntry]) -> String {
         entries.sorted { $0.path < $1.path }.map { "\($0.sha256)  \($0.size)  \($0.path)\n" }.joined()

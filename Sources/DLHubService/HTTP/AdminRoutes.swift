@@ -3,9 +3,10 @@ import Foundation
 import Hummingbird
 
 /// Routes for the site's admins (`admins` in the configuration, the service account and root):
-/// the servable environments the service built.
+/// the servable environments the service built, and the registry entries it skipped.
 struct AdminRoutes: Sendable {
     let environments: EnvironmentStore
+    let catalog: ServableCatalog
     let admins: Set<String>
 
     func register(on router: Router<APIRequestContext>) {
@@ -13,6 +14,11 @@ struct AdminRoutes: Sendable {
             try requireAdmin(context)
             let entries = await environments.list()
             return Response.json(["count": .int(Int64(entries.count)), "environments": .array(entries.map(\.json))])
+        }
+        router.get("/v1/admin/registry") { _, context in
+            try requireAdmin(context)
+            let problems = catalog.registryProblems
+            return Response.json(["skipped": .int(Int64(problems.count)), "problems": .array(problems.map(\.json))])
         }
         router.post("/v1/environments/{id}/rebuild") { _, context in
             try requireAdmin(context)

@@ -69,24 +69,52 @@ public struct Registry: Sendable {
         return RegistryRecord(owner: owner, name: name, version: version, metadata: metadata, directory: dir, withdrawal: withdrawal)
     }
 
-    /// Every version of every servable, for rebuilding the search index.
-    public func allRecords(logger: Logger) -> [RegistryRecord] {
+    /// A version directory the service cannot serve, and why: skipped at start, never a reason
+    /// not to start (`dlhub admin registry` lists them).
+    public struct Problem: Sendable, Hashable {
+        public var servable: String
+        public var directory: String
+        public var reason: String
+
+        public var json: JSONValue { ["servable": .string(servable), "directory": .string(directory), "reason": .string(reason)] }
+    }
+
+    /// Every readable version of every servable, for rebuilding the search index, and the
+    /// versions skipped. Withdrawals a crash interrupted are completed on the way.
+    public func allRecords(logger: Logger) -> (records: [RegistryRecord], problems: [Problem]) {
         let fm = FileManager.default
         var out: [RegistryRecord] = []
-        for owner in (try? fm.contentsOfDirectory(atPath: servablesDirectory)) ?? [] {
-            for name in (try? fm.contentsOfDirectory(atPath: "\(servablesDirectory)/\(owner)")) ?? [] {
+        var problems: [Problem] = []
+        for owner in ((try? fm.contentsOfDirectory(atPath: servablesDirectory)) ?? []).sorted() {
+            for name in ((try? fm.contentsOfDirectory(atPath: "\(servablesDirectory)/\(owner)")) ?? []).sorted() {
                 for version in versions(owner: owner, name: name) {
                     do throws(DLHubError) {
-                        if let r = try record(owner: owner, name: name, version: version) { out.append(r) }
+                        guard let r = try record(owner: owner, name: name, version: version) else { continue }
+                        if r.withdrawal != nil { completeWithdrawal(r.directory) }
+                        out.append(r)
                     } catch {
                         logger.warning(
                             "skipping an unreadable registry entry",
-                            metadata: ["servable": "\(owner)/\(name)@\(version)", "error": "\(error)"])
+                            metadata: ["servable": "\(owner)/\(name)@\(version)", "error": "\(error.message)"])
+                        problems.append(
+                            Problem(
+                                servable: "\(owner)/\(name)@\(version)",
+                                directory: versionDirectory(owner: owner, name: name, version: version),
+                                reason: error.message))
                     }
                 }
             }
         }
-        return out
+        return (out, problems)
+    }
+
+    /// Removes what a withdrawal left behind when a crash interrupted it (all but the metadata
+    /// and the tombstone).
+    func completeWithdrawal(_ dir: String) {
+        let fm = FileManager.default
+        for item in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where item != "servable.json" && item != "withdrawn.json" {
+            try? fm.removeItem(atPath: "\(dir)/\(item)")
+        }
     }
 
     /// Publishes an upload (a tar, tar.gz or zip file) as the next version of `owner/<dlhub.name>`.
@@ -171,10 +199,8 @@ public struct Registry: Sendable {
             unlink(temp)
             throw DLHubError(.internal, "cannot withdraw \(owner)/\(name)@\(version): \(e)")
         }
-        let fm = FileManager.default
-        for item in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where item != "servable.json" && item != "withdrawn.json" {
-            try? fm.removeItem(atPath: "\(dir)/\(item)")
-        }
+        completeWithdrawal(dir)
+        fsyncDirectory(dir)
     }
 
     /// Writes `service.json`, which tells clients where the service listens.

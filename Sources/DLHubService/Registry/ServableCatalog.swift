@@ -15,6 +15,7 @@ public final class ServableCatalog: Sendable {
     /// Published versions are immutable, so their records are read from the shared filesystem
     /// once; withdrawal (which goes through this catalog) drops the cached copy.
     private let cache = RecordCache()
+    private let problems = LockedBox<[Registry.Problem]>([])
     let publishes = Counter(label: "dlhub_publish_total")
     let withdrawals = Counter(label: "dlhub_withdraw_total")
 
@@ -29,10 +30,36 @@ public final class ServableCatalog: Sendable {
         let abandoned = registry.removeAbandonedStaging()
         if abandoned > 0 { logger.info("removed half-written publications left by a crash", metadata: ["count": "\(abandoned)"]) }
         let registry = self.registry, logger = self.logger
-        let records = try await BlockingIO.run { registry.allRecords(logger: logger) }
+        let scan = try await BlockingIO.run { registry.allRecords(logger: logger) }
+        var problems = scan.problems
+        // A digest names one version for ever: a second directory claiming it (a copy, a forgery)
+        // is skipped, as is one that claims none.
+        var owners: [String: String] = [:]
+        var records: [RegistryRecord] = []
+        for record in scan.records {
+            let id = "\(record.id)@\(record.version)"
+            if record.digest.isEmpty || ContentDigest.isWellFormed(record.digest) == false {
+                problems.append(.init(servable: id, directory: record.directory, reason: "its servable.json has no valid dlhub.identifier"))
+            } else if let first = owners[record.digest] {
+                problems.append(
+                    .init(servable: id, directory: record.directory, reason: "its digest \(record.digest) is already that of \(first)"))
+            } else {
+                owners[record.digest] = id
+                records.append(record)
+            }
+        }
+        for problem in problems where !scan.problems.contains(problem) {
+            logger.warning("skipping a registry entry", metadata: ["servable": "\(problem.servable)", "reason": "\(problem.reason)"])
+        }
         try await index.rebuild(from: records)
-        logger.info("search index rebuilt from the registry", metadata: ["registry.versions": "\(records.count)"])
+        self.problems.value = problems
+        logger.info(
+            "search index rebuilt from the registry",
+            metadata: ["registry.versions": "\(records.count)", "registry.skipped": "\(problems.count)"])
     }
+
+    /// Versions skipped at the last start, and why.
+    public var registryProblems: [Registry.Problem] { problems.value }
 
     /// Publishes the upload in the file `archive` (tar, tar.gz or zip) for the caller.
     public func publish(
