@@ -43,7 +43,9 @@ public struct DLHubServer: Sendable {
         catalog = ServableCatalog(registry: registry, index: index, logger: logger)
         try await catalog.rebuildIndex()
         let key = try Authenticator.loadOrCreateKey(stateDirectory: configuration.stateDirectory)
-        authenticator = Authenticator(munge: munge, tokens: TokenSigner(key: key), tokenLifetimeSeconds: configuration.tokenLifetimeSeconds)
+        authenticator = Authenticator(
+            munge: munge, tokens: TokenSigner(key: key), tokenLifetimeSeconds: configuration.tokenLifetimeSeconds,
+            serviceID: Authenticator.serviceID(key: key))
 
         // Serving: durable tasks, batched dispatch, pilot jobs.
         pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools
@@ -126,6 +128,7 @@ public struct DLHubServer: Sendable {
         let configuration = self.configuration
         let registry = catalog.registry
         let logger = self.logger
+        let serviceID = authenticator.serviceID
         return Application(
             router: makeRouter(metricsText: metricsText),
             // A connection that sends no request (or only part of its headers) is closed after this.
@@ -136,6 +139,7 @@ public struct DLHubServer: Sendable {
                 let url = configuration.publicURL ?? "http://\(Self.advertisedHost(configuration.listenHost)):\(port)"
                 let info: JSONValue = [
                     "url": .string(url), "pid": .int(Int64(getpid())), "host": .string(ProcessInfo.processInfo.hostName),
+                    "service_id": .string(serviceID),
                     "started": .string(ISO8601DateFormatter().string(from: Date())), "api": "v1",
                 ]
                 do throws(DLHubError) { try registry.writeServiceFile(info) } catch {

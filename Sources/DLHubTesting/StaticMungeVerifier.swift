@@ -10,10 +10,10 @@ public struct StaticMungeVerifier: MungeVerifying {
         self.callers = Dictionary(uniqueKeysWithValues: callers.map { ($0.login, $0) })
     }
 
-    public func verify(credential: String) async throws(DLHubError) -> Caller {
+    public func verify(credential: String) async throws(DLHubError) -> (caller: Caller, payload: [UInt8]) {
         guard credential.hasPrefix("test:"), let caller = callers[String(credential.dropFirst(5))] else {
             throw DLHubError(.unauthenticated, "the munge credential was refused: test double does not know '\(credential)'")
         }
-        return caller
+        return (caller, [])
     }
 }

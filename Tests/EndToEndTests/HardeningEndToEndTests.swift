@@ -125,4 +125,61 @@ import Testing
         #expect(
             (try FileManager.default.contentsOfDirectory(atPath: servables + "/iris/1")).sorted() == ["servable.json", "withdrawn.json"])
     }
+
+    @Test func clientsTrustOnlyAServiceFileTheRegistrysOwnerWrote() throws {
+        let service = try LiveService()
+        defer { service.stop() }
+        let cli = try CLI(service: service)
+        #expect(try cli.run(as: TestUsers.bob, ["ls"]).status == 0)
+        let path = service.registry + "/service.json"
+        chmod(path, 0o666)
+        let writable = try cli.run(as: TestUsers.bob, ["ls"])
+        #expect(writable.status != 0)
+        #expect(writable.stderr.contains("not trusting \(path): other users can write it"), "\(writable.stderr)")
+        chmod(path, 0o644)
+        _ = try Subprocess.run("/bin/chown", ["\(TestUsers.bob):", path])
+        let foreign = try cli.run(as: TestUsers.alice, ["ls"])
+        #expect(foreign.stderr.contains("it belongs to bob, not to \(TestInstall.serviceUser)"), "\(foreign.stderr)")
+        _ = try Subprocess.run("/bin/chown", ["\(TestInstall.serviceUser):", path])
+        #expect(try cli.run(as: TestUsers.alice, ["ls"]).status == 0)
+    }
+
+    @Test func aMungeCredentialMadeForAnotherServiceIsRefused() async throws {
+        let service = try LiveService()
+        defer { service.stop() }
+        let client = APIClient(url: service.url)
+        let elsewhere = try await client.send(
+            "GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice, payload: "dlhub-service:some-other-service")
+        )
+        #expect(elsewhere.status == 401)
+        #expect(elsewhere.errorMessage.contains("made for another service"), "\(elsewhere.json)")
+        let id = try #require(try await client.send("GET", "/healthz").json["service_id"]?.stringValue)
+        let meant = try await client.send(
+            "GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice, payload: "dlhub-service:" + id))
+        #expect(meant.json["login"] == "alice")
+        // A bare `munge -n` names no service: still accepted, for curl.
+        #expect(try await client.send("GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice)).status == 200)
+        #expect(try CLI(service: service).run(as: TestUsers.alice, ["whoami"]).stdout.contains("alice"))
+    }
+
+    @Test func dlhubdRefusesARegistryOrKeyOthersCouldTamperWith() throws {
+        let dir = try TemporaryDirectory("dlhub-modes")
+        let service = try LiveService(directory: dir)
+        service.stop()
+        func refusal() -> String {
+            do {
+                try LiveService(directory: dir).stop()
+                return "it started"
+            } catch { return "\(error)" }
+        }
+        chmod(service.registry + "/servables", 0o777)
+        let open = refusal()
+        #expect(open.contains("has mode 777") && open.contains("chmod 700"), "\(open)")
+        chmod(service.registry + "/servables", 0o700)
+        chmod(service.stateDirectory + "/token.key", 0o644)
+        let readable = refusal()
+        #expect(readable.contains("token key") && readable.contains("chmod 600"), "\(readable)")
+        chmod(service.stateDirectory + "/token.key", 0o600)
+        try LiveService(directory: dir).stop()
+    }
 }

@@ -16,7 +16,8 @@ struct APIRoutes: Sendable {
     let metricsText: @Sendable () -> String
 
     func register(on router: Router<APIRequestContext>) {
-        router.get("/healthz") { _, _ in Response.json(["status": "ok"]) }
+        let serviceID = authenticator.serviceID
+        router.get("/healthz") { _, _ in Response.json(["status": "ok", "service_id": .string(serviceID)]) }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

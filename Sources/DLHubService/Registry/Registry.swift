@@ -31,6 +31,38 @@ public struct Registry: Sendable {
                 .internal, "cannot create the registry at \(root): \(error.localizedDescription); check registry_root and its permissions",
                 cause: error)
         }
+        // Whoever else could write here could plant a servable, or a service.json that sends
+        // every client elsewhere: refuse to serve from such a registry.
+        try Self.requireOwned(root, mode: 0o022, fix: "chown \(Self.serviceLogin) \(root) && chmod go-w \(root)")
+        for dir in [root + "/servables", root + "/.staging"] {
+            try Self.requireOwned(dir, mode: 0o077, fix: "chown \(Self.serviceLogin) \(dir) && chmod 700 \(dir)")
+        }
+    }
+
+    static var serviceLogin: String { getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? String(getuid()) }
+
+    /// Throws unless `path` is a real directory owned by the service account with none of the
+    /// `mode` bits set.
+    static func requireOwned(_ path: String, mode forbidden: mode_t, fix: String) throws(DLHubError) {
+        let attributes: [FileAttributeKey: Any]
+        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw DLHubError(.internal, "cannot inspect \(path): \(error.localizedDescription)")
+        }
+        let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
+        let permissions = mode_t((attributes[.posixPermissions] as? NSNumber)?.uint16Value ?? 0o777)
+        guard attributes[.type] as? FileAttributeType == .typeDirectory else {
+            throw DLHubError(.internal, "\(path) is not a directory (a link?); the registry must be a real directory. Fix: \(fix)")
+        }
+        guard owner == getuid() else {
+            throw DLHubError(
+                .internal,
+                "\(path) belongs to uid \(owner.map(String.init) ?? "?"), not to the service account \(serviceLogin). Fix: \(fix)")
+        }
+        guard permissions & forbidden == 0 else {
+            throw DLHubError(
+                .internal,
+                "\(path) has mode \(String(permissions, radix: 8)): others could write (or read) what only the service may. Fix: \(fix)")
+        }
     }
 
     public func versionDirectory(owner: String, name: String, version: Int) -> String {

@@ -12,6 +12,8 @@ struct ServiceClient {
     let baseURL: String
     /// The token from `dlhub login` for this service, read once; nil means munge per request.
     let token: String?
+    /// The service's id, which munge credentials name so that no other service can use them.
+    let serviceID: String?
 
     /// Finds the service: `--url`, `DLHUB_URL`, or the registry's `service.json`.
     init(url: String?, registry: String?) throws {
@@ -19,15 +21,18 @@ struct ServiceClient {
         if let url = url ?? env["DLHUB_URL"], !url.isEmpty {
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
             token = Credentials.cachedToken(for: baseURL)
+            serviceID = nil
             return
         }
         let candidates = [registry, env["DLHUB_REGISTRY"]].compactMap { $0 }
-        for root in candidates {
+        for root in candidates where FileManager.default.fileExists(atPath: root + "/service.json") {
+            try Self.checkTrust(root)
             if let data = FileManager.default.contents(atPath: root + "/service.json"),
                 let json = try? JSONValue.parse(Array(data)), let u = json["url"]?.stringValue
             {
                 baseURL = u
                 token = Credentials.cachedToken(for: u)
+                serviceID = json["service_id"]?.stringValue
                 return
             }
         }
@@ -41,9 +46,47 @@ struct ServiceClient {
         )
     }
 
+    /// Refuses a `service.json` that someone other than the registry's owner (the service
+    /// account) wrote or could write: it would send every request, and its credentials, elsewhere.
+    static func checkTrust(_ root: String) throws {
+        let path = root + "/service.json"
+        let fm = FileManager.default
+        guard let file = try? fm.attributesOfItem(atPath: path), let directory = try? fm.attributesOfItem(atPath: root) else {
+            throw CLIError("cannot read \(path)")
+        }
+        let fileOwner = (file[.ownerAccountID] as? NSNumber)?.uint32Value
+        let rootOwner = (directory[.ownerAccountID] as? NSNumber)?.uint32Value
+        let mode = (file[.posixPermissions] as? NSNumber)?.uint16Value ?? 0o777
+        func name(_ uid: UInt32?) -> String {
+            uid.flatMap { getpwuid($0) }.map { String(cString: $0.pointee.pw_name) } ?? "uid \(uid.map(String.init) ?? "?")"
+        }
+        guard file[.type] as? FileAttributeType == .typeRegular else {
+            throw CLIError("not trusting \(path): it is not a regular file (a link?); ask the site admin to check the registry")
+        }
+        guard fileOwner == rootOwner else {
+            throw CLIError(
+                "not trusting \(path): it belongs to \(name(fileOwner)), not to \(name(rootOwner)), who owns the registry; someone may be redirecting DLHub requests. Tell the site admin"
+            )
+        }
+        guard mode & 0o022 == 0 else {
+            throw CLIError(
+                "not trusting \(path): other users can write it (mode \(String(mode, radix: 8))); someone could redirect DLHub requests. Tell the site admin (chmod go-w \(path))"
+            )
+        }
+    }
+
     struct Reply {
         var status: Int
         var json: JSONValue
+    }
+
+    /// The payload for munge credentials: this service's id, from service.json or `/healthz`.
+    func audience() async -> String? {
+        if let serviceID { return "dlhub-service:" + serviceID }
+        guard let url = URL(string: baseURL + "/healthz"), let (data, _) = try? await URLSession.shared.data(from: url),
+            let id = (try? JSONValue.parse(Array(data)))?["service_id"]?.stringValue
+        else { return nil }
+        return "dlhub-service:" + id
     }
 
     /// Sends a request and returns the JSON reply; an error reply becomes a `CLIError`.
@@ -62,7 +105,12 @@ struct ServiceClient {
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
         if authenticate {
-            let header = try token.flatMap { forceMunge ? nil : "Bearer \($0)" } ?? Credentials.mungeHeader()
+            let header: String
+            if let token, !forceMunge {
+                header = "Bearer \(token)"
+            } else {
+                header = try Credentials.mungeHeader(audience: await audience())
+            }
             request.setValue(header, forHTTPHeaderField: "Authorization")
         }
         let data: Data
@@ -102,9 +150,10 @@ struct ServiceClient {
 
 /// Credentials for requests: a cached token from `dlhub login`, else a fresh munge credential.
 enum Credentials {
-    static func mungeHeader() throws -> String {
+    /// A fresh credential naming the service it is for (`audience`), so no other can replay it.
+    static func mungeHeader(audience: String?) throws -> String {
         do {
-            return "Munge " + (try MungeCodec().encode())
+            return "Munge " + (try MungeCodec().encode(payload: audience.map { Array($0.utf8) } ?? []))
         } catch {
             throw CLIError("cannot make a munge credential: \(error.message). Is munged running on this host? (`munge -n` tests it)")
         }
