@@ -49,7 +49,7 @@ public struct DLHubServer: Sendable {
 
         // Serving: durable tasks, batched dispatch, pilot jobs.
         pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools
-        tasks = try TaskStore(path: configuration.stateDirectory + "/tasks.sqlite")
+        tasks = try TaskStore(path: configuration.stateDirectory + "/tasks.sqlite", durable: configuration.durableTasks)
         waiters = TaskWaiters()
         var limits = configuration.dispatch
         // A batch's inputs stay well below the frame that carries them.
@@ -95,7 +95,8 @@ public struct DLHubServer: Sendable {
             makeApplication(metricsText: metricsText),
             listener,
             Housekeeping(
-                tasks: tasks, retentionSeconds: configuration.resultRetentionSeconds, environments: environments, catalog: catalog),
+                tasks: tasks, dispatcher: dispatcher, retentionSeconds: configuration.resultRetentionSeconds, environments: environments,
+                catalog: catalog),
             PilotManagerService(manager: manager) {
                 let port = await listener.listeningPort()
                 return "\(Self.advertisedHost(configuration.pilotListenHost)):\(port)"

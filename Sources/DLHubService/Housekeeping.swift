@@ -2,15 +2,18 @@ import DLHubCore
 import Foundation
 import ServiceLifecycle
 
-/// Periodic clean-up: finished tasks past their retention, environments nobody uses any more.
+/// Periodic clean-up: tasks past their retention (unanswered ones are failed first),
+/// environments nobody uses any more.
 public struct Housekeeping: Service {
     let tasks: TaskStore
+    let dispatcher: Dispatcher
     let retentionSeconds: Int
     let environments: EnvironmentStore
     let catalog: ServableCatalog
 
-    public init(tasks: TaskStore, retentionSeconds: Int, environments: EnvironmentStore, catalog: ServableCatalog) {
+    public init(tasks: TaskStore, dispatcher: Dispatcher, retentionSeconds: Int, environments: EnvironmentStore, catalog: ServableCatalog) {
         self.tasks = tasks
+        self.dispatcher = dispatcher
         self.retentionSeconds = retentionSeconds
         self.environments = environments
         self.catalog = catalog
@@ -19,7 +22,10 @@ public struct Housekeeping: Service {
     public func run() async throws {
         var lastGC = Date()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            _ = try? await tasks.purge(finishedBefore: Date().timeIntervalSince1970 - Double(retentionSeconds))
+            let cutoff = Date().timeIntervalSince1970 - Double(retentionSeconds)
+            // Unanswered past the retention: failed (so the client hears), then purged like the rest.
+            if let expired = try? await tasks.expire(createdBefore: cutoff), !expired.isEmpty { await dispatcher.expire(expired) }
+            _ = try? await tasks.purge(finishedBefore: cutoff)
             if Date().timeIntervalSince(lastGC) > 3600 {
                 lastGC = Date()
                 await collectEnvironments()

@@ -1,23 +1,30 @@
 import DLHubCore
 import GRDB
 
-/// A SQLite database in the state directory (WAL mode, through GRDB's pool), with its failures
-/// turned into `DLHubError`s that name which store failed.
+/// A SQLite database in the state directory (WAL mode, through GRDB's pool), with its schema
+/// evolved by GRDB migrations and its failures turned into `DLHubError`s that name the store.
 struct LocalDatabase: Sendable {
     let pool: DatabasePool
     let name: String
 
-    /// Opens (creating if needed) the database and applies `schema`, which must be idempotent.
-    init(path: String, name: String, schema: String) throws(DLHubError) {
+    /// How hard a commit is made durable (`PRAGMA synchronous` under WAL).
+    enum Durability: String, Sendable {
+        /// A commit survives a crash of dlhubd (SIGKILL) without an fsync per commit; a power loss
+        /// may drop the last ones.
+        case normal = "NORMAL"
+        /// A commit survives a power loss too: an fsync per commit.
+        case full = "FULL"
+    }
+
+    /// Opens (creating if needed) the database and runs the migrations it has not had yet.
+    init(path: String, name: String, durability: Durability = .normal, migrations: DatabaseMigrator) throws(DLHubError) {
         self.name = name
         do {
             var config = Configuration()
             config.busyMode = .timeout(10)
-            // WAL with synchronous=NORMAL: a commit survives a crash of dlhubd (SIGKILL) without an
-            // fsync per request; only a power loss may drop the last commits.
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(durability.rawValue)") }
             pool = try DatabasePool(path: path, configuration: config)
-            try pool.write { db in try db.execute(sql: schema) }
+            try migrations.migrate(pool)
         } catch {
             throw DLHubError(
                 .internal, "cannot open the \(name) at \(path): \(error); check the state directory (local disk, writable)", cause: error)

@@ -30,6 +30,9 @@ public struct ServiceConfiguration: Sendable {
     /// An HTTP connection that sends no request for this long (or stalls in its headers) is closed.
     public var httpIdleTimeoutSeconds: Int = 60
     public var pools: [PoolConfiguration] = []
+    /// Whether an accepted task survives a power loss too (`task_store_synchronous: full`), not only
+    /// a crash of dlhubd (`normal`, the default): an fsync per commit.
+    public var durableTasks = false
     /// Seconds results are kept after a task finishes.
     public var resultRetentionSeconds: Int = 24 * 3600
     /// The interpreter pilots use for Python workers.
@@ -144,6 +147,12 @@ public struct ServiceConfiguration: Sendable {
             case "result_cache_bytes": dispatch.cacheBytes = max(1, try int())
             case "max_pilot_frame_bytes": pilotFrameBytes = max(64 * 1024, try int())
             case "result_retention_seconds": resultRetentionSeconds = try int()
+            case "task_store_synchronous":
+                switch try str() {
+                case "normal": durableTasks = false
+                case "full": durableTasks = true
+                default: throw DLHubError(.badRequest, "\(source): task_store_synchronous must be normal or full")
+                }
             case "python": python = try str()
             case "pilot_executable": pilotExecutable = try str()
             case "pilot_template": pilotTemplate = try str()

@@ -93,6 +93,15 @@ struct BatchPlanner {
         return Array(q.items[q.head...])
     }
 
+    /// Takes particular items out of a queue (expired ones).
+    mutating func remove(_ key: String, items ids: Set<UInt64>) {
+        guard let q = queues[key] else { return }
+        let kept = q.items[q.head...].filter { !ids.contains($0.id) }
+        guard kept.count != q.pending else { return }
+        queues[key]!.items = Array(kept)
+        queues[key]!.head = 0
+    }
+
     mutating func setEnvironment(_ key: String, interpreter: String) {
         queues[key]?.spec.environment.interpreter = interpreter
         queues[key]?.waitingForEnvironment = nil

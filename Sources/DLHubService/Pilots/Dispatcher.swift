@@ -498,6 +498,14 @@ public actor Dispatcher {
         planner.queues.values.contains { $0.spec.digest == digest && $0.waitingForEnvironment != nil }
     }
 
+    /// Fails items that waited past the retention: out of their queues, and answered.
+    public func expire(_ results: [ItemResult]) async {
+        let ids = Set(results.map(\.id))
+        for key in planner.queues.keys { planner.remove(key, items: ids) }
+        await record(results)
+        pump()
+    }
+
     /// Fails accepted items at once, with one message.
     public func fail(_ items: [QueuedItem], _ message: String) async {
         guard !items.isEmpty else { return }

@@ -11,20 +11,23 @@ public final class SearchIndex: Sendable {
     let db: LocalDatabase
 
     public init(path: String) throws(DLHubError) {
-        db = try LocalDatabase(
-            path: path, name: "search index",
-            schema: """
-                CREATE TABLE IF NOT EXISTS servables (
-                    id INTEGER PRIMARY KEY,
-                    owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
-                    digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
-                    authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
-                    loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
-                    published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
-                    UNIQUE(owner, name, version));
-                CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
-                    title, description, authors, domains, names, types, tokenize = 'unicode61');
-                """)
+        var migrations = DatabaseMigrator()
+        migrations.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS servables (
+                        id INTEGER PRIMARY KEY,
+                        owner TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+                        digest TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
+                        authors TEXT NOT NULL, domains TEXT NOT NULL, visible_to TEXT NOT NULL,
+                        loader TEXT NOT NULL, input_type TEXT NOT NULL, output_type TEXT NOT NULL,
+                        published TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE(owner, name, version));
+                    CREATE VIRTUAL TABLE IF NOT EXISTS servables_fts USING fts5(
+                        title, description, authors, domains, names, types, tokenize = 'unicode61');
+                    """)
+        }
+        db = try LocalDatabase(path: path, name: "search index", migrations: migrations)
     }
 
     /// Replaces the whole index with what the registry holds.

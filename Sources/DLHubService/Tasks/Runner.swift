@@ -164,10 +164,22 @@ public final class Runner: Sendable {
         return digest + "+" + ContentDigest.sha256Hex(parameters.encoded()).prefix(12)
     }
 
-    /// Queues again everything accepted before a restart and not yet answered.
+    /// Queues again everything accepted before a restart and not yet answered, a page at a time
+    /// (a store with millions of waiting items is not read into memory at once).
     public func restore() async throws(DLHubError) {
-        let pending = try await store.unfinished()
-        guard !pending.isEmpty else { return }
+        var after: UInt64 = 0
+        var restored = 0
+        while true {
+            let page = try await store.unfinished(after: after, limit: 10_000)
+            guard let last = page.last else { break }
+            after = last.itemID
+            restored += page.count
+            try await restore(page)
+        }
+        if restored > 0 { logger.info("re-queued tasks accepted before the restart", metadata: ["items": "\(restored)"]) }
+    }
+
+    func restore(_ pending: [TaskStore.PendingItem]) async throws(DLHubError) {
         var failed: [ItemResult] = []
         var groups: [String: [TaskStore.PendingItem]] = [:]
         for item in pending { groups[item.digest + "\u{0}" + String(decoding: item.parameters, as: UTF8.self), default: []].append(item) }
@@ -198,6 +210,5 @@ public final class Runner: Sendable {
                 metadata: record.metadata, pool: pool.name, parameters: first.parameters, items: queued, waitingFor: resolved.waitingFor)
         }
         if !failed.isEmpty { await waiters.finished(try await store.complete(failed)) }
-        logger.info("re-queued tasks accepted before the restart", metadata: ["items": "\(pending.count)"])
     }
 }

@@ -9,23 +9,38 @@ import GRDB
 public final class TaskStore: Sendable {
     let db: LocalDatabase
 
-    public init(path: String) throws(DLHubError) {
-        db = try LocalDatabase(
-            path: path, name: "task store",
-            schema: """
-                CREATE TABLE IF NOT EXISTS tasks (
-                    id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
-                    single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
-                    remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
-                    created REAL NOT NULL, finished REAL);
-                CREATE TABLE IF NOT EXISTS items (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
-                    input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
-                    attempts INTEGER NOT NULL DEFAULT 0);
-                CREATE INDEX IF NOT EXISTS items_by_task ON items(task_id, idx);
-                CREATE INDEX IF NOT EXISTS items_queued ON items(state) WHERE state = 0;
-                CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(finished);
-                """)
+    /// Where an item stands (`items.state`).
+    public enum ItemState: Int, Sendable, DatabaseValueConvertible {
+        case queued = 0
+        case done = 1
+        case failed = 2
+    }
+
+    /// `durable`: every accepted task survives a power loss too (`synchronous = FULL`), at the
+    /// cost of an fsync per commit; by default it survives a crash of dlhubd.
+    public init(path: String, durable: Bool = false) throws(DLHubError) {
+        var migrations = DatabaseMigrator()
+        migrations.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS tasks (
+                        id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
+                        single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
+                        remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0,
+                        created REAL NOT NULL, finished REAL);
+                    CREATE TABLE IF NOT EXISTS items (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
+                        input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT,
+                        attempts INTEGER NOT NULL DEFAULT 0);
+                    CREATE INDEX IF NOT EXISTS items_by_task ON items(task_id, idx);
+                    CREATE INDEX IF NOT EXISTS items_queued ON items(state) WHERE state = 0;
+                    CREATE INDEX IF NOT EXISTS tasks_finished ON tasks(finished);
+                    """)
+        }
+        migrations.registerMigration("v2-unfinished-by-age") { db in
+            try db.execute(sql: "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks(created) WHERE finished IS NULL")
+        }
+        db = try LocalDatabase(path: path, name: "task store", durability: durable ? .full : .normal, migrations: migrations)
     }
 
     public struct NewTask: Sendable {
@@ -80,16 +95,19 @@ public final class TaskStore: Sendable {
             for r in results {
                 guard
                     let taskID = try String.fetchOne(
-                        db, sql: "SELECT task_id FROM items WHERE id = ? AND state = 0", arguments: [Int64(bitPattern: r.id)])
+                        db, sql: "SELECT task_id FROM items WHERE id = ? AND state = ?",
+                        arguments: [Int64(bitPattern: r.id), ItemState.queued])
                 else { continue }
                 switch r.outcome {
                 case .output(let bytes):
                     try db.execute(
-                        sql: "UPDATE items SET state = 1, output = ? WHERE id = ?", arguments: [Data(bytes), Int64(bitPattern: r.id)])
+                        sql: "UPDATE items SET state = ?, output = ? WHERE id = ?",
+                        arguments: [ItemState.done, Data(bytes), Int64(bitPattern: r.id)])
                     try db.execute(sql: "UPDATE tasks SET remaining = remaining - 1 WHERE id = ?", arguments: [taskID])
                 case .error(let message):
                     try db.execute(
-                        sql: "UPDATE items SET state = 2, error = ? WHERE id = ?", arguments: [message, Int64(bitPattern: r.id)])
+                        sql: "UPDATE items SET state = ?, error = ? WHERE id = ?",
+                        arguments: [ItemState.failed, message, Int64(bitPattern: r.id)])
                     try db.execute(sql: "UPDATE tasks SET remaining = remaining - 1, failed = failed + 1 WHERE id = ?", arguments: [taskID])
                 }
                 if try Int.fetchOne(db, sql: "SELECT remaining FROM tasks WHERE id = ?", arguments: [taskID]) == 0 {
@@ -113,15 +131,16 @@ public final class TaskStore: Sendable {
         }
     }
 
-    /// Everything accepted but not answered, oldest first: what a restart must queue again.
-    public func unfinished() async throws(DLHubError) -> [PendingItem] {
+    /// Accepted but not answered, oldest first, a page at a time (items after `after`): what a
+    /// restart must queue again.
+    public func unfinished(after: UInt64 = 0, limit: Int = 10_000) async throws(DLHubError) -> [PendingItem] {
         try await db.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
                     SELECT i.id, i.task_id, i.input, t.owner, t.servable, t.digest, t.parameters FROM items i JOIN tasks t ON t.id = i.task_id
-                    WHERE i.state = 0 ORDER BY i.id
-                    """
+                    WHERE i.state = ? AND i.id > ? ORDER BY i.id LIMIT ?
+                    """, arguments: [ItemState.queued, Int64(bitPattern: after), limit]
             ).map { row in
                 PendingItem(
                     itemID: UInt64(bitPattern: row["id"]), taskID: row["task_id"], owner: row["owner"], input: Array(row["input"] as Data),
@@ -145,12 +164,32 @@ public final class TaskStore: Sendable {
             guard let t = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
             let items = try Row.fetchAll(db, sql: "SELECT state, output, error FROM items WHERE task_id = ? ORDER BY idx", arguments: [id])
                 .map { row in
-                    TaskRecord.Item(state: row["state"], output: (row["output"] as Data?).map { Array($0) }, error: row["error"])
+                    TaskRecord.Item(
+                        state: TaskStore.ItemState(rawValue: row["state"]) ?? .queued, output: (row["output"] as Data?).map { Array($0) },
+                        error: row["error"])
                 }
             return TaskRecord(
                 id: t["id"], owner: t["owner"], servable: t["servable"], digest: t["digest"], pool: t["pool"], single: t["single"],
                 itemCount: t["item_count"], remaining: t["remaining"], failed: t["failed"], created: t["created"],
                 finished: t["finished"], items: items)
+        }
+    }
+
+    /// Fails what is still unanswered in tasks accepted before `cutoff` (older than the retention:
+    /// nothing waits for ever); returns the items failed.
+    public func expire(createdBefore cutoff: Double) async throws(DLHubError) -> [ItemResult] {
+        try await db.read { db in
+            try Int64.fetchAll(
+                db,
+                sql: """
+                    SELECT i.id FROM items i JOIN tasks t ON t.id = i.task_id
+                    WHERE t.finished IS NULL AND t.created < ? AND i.state = ? LIMIT 100000
+                    """, arguments: [cutoff, ItemState.queued]
+            ).map {
+                ItemResult(
+                    id: UInt64(bitPattern: $0),
+                    outcome: .error("not answered within the service's retention time (result_retention_seconds); send it again"))
+            }
         }
     }
 
@@ -182,8 +221,7 @@ public struct TaskRecord: Sendable {
     public var items: [Item]
 
     public struct Item: Sendable {
-        /// 0 queued, 1 done, 2 failed.
-        public var state: Int
+        public var state: TaskStore.ItemState
         public var output: [UInt8]?
         public var error: String?
     }
@@ -193,26 +231,5 @@ public struct TaskRecord: Sendable {
     public var status: String? {
         guard finished != nil else { return nil }
         return failed == 0 ? "completed" : (failed == itemCount ? "failed" : "completed_with_errors")
-    }
-
-    /// The API document: `output` (or `error`) for a single input, `outputs` and `errors` for many.
-    public func json(running: Bool = false, extra: [String: JSONValue] = [:]) -> JSONValue {
-        var out: [String: JSONValue] = [
-            "id": .string(id), "servable": .string(servable), "digest": .string(digest),
-            "status": .string(status ?? (running ? "running" : "queued")),
-            "created": .double(created), "items": .int(Int64(itemCount)), "remaining": .int(Int64(remaining)),
-        ]
-        if let finished { out["finished"] = .double(finished); out["seconds"] = .double(finished - created) }
-        if finished != nil {
-            func value(_ item: Item) -> JSONValue { item.output.flatMap { try? JSONValue.parse($0) } ?? .null }
-            if single, let item = items.first {
-                if item.state == 1 { out["output"] = value(item) } else { out["error"] = .string(item.error ?? "failed") }
-            } else {
-                out["outputs"] = .array(items.map { $0.state == 1 ? value($0) : .null })
-                if failed > 0 { out["errors"] = .array(items.map { $0.state == 2 ? .string($0.error ?? "failed") : .null }) }
-            }
-        }
-        for (k, v) in extra { out[k] = v }
-        return .object(out)
     }
 }
