@@ -182,4 +182,30 @@ import Testing
         chmod(service.stateDirectory + "/token.key", 0o600)
         try LiveService(directory: dir).stop()
     }
+
+    @Test func schemathesisFindsNoServerErrorAndNoBreachOfTheDocumentedAPI() async throws {
+        let st = (ProcessInfo.processInfo.environment["DLHUB_TOOLS_ENV"] ?? "/opt/dlhub-dev/tools") + "/bin/st"
+        guard FileManager.default.isExecutableFile(atPath: st) else {
+            throw TestSetupError("schemathesis is missing at \(st); run `sudo slurm/install-deps` (the README's test command does)")
+        }
+        let service = try LiveService()
+        defer { service.stop() }
+        let api = APIClient(url: service.url)
+        try await api.login()
+        let result = try Subprocess.run(
+            st,
+            [
+                "run", BuiltProducts.packageRoot + "/docs/openapi.yaml", "--url", service.url, "-H",
+                "Authorization: Bearer \(api.token ?? "")",
+                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "--workers", "1",
+            ], environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"])
+        let summary = result.stdout.split(separator: "\n").suffix(25).joined(separator: "\n")
+        #expect(result.status == 0, "\(summary)\n\(result.stderr.suffix(2000))")
+        // The summary's count line: "468 generated, 468 passed" (a failure adds ", N failed").
+        let counts = result.stdout.split(separator: "\n").last { $0.contains(" generated") } ?? ""
+        #expect(counts.contains(" passed") && !counts.contains("failed") && !counts.contains("errored"), "\(summary)")
+        #expect(service.process.isRunning)
+        #expect(try await api.send("GET", "/healthz").status == 200)
+    }
 }

@@ -66,6 +66,7 @@ struct APIRoutes: Sendable {
         }
         router.get("/v1/servables/{owner}") { _, context in
             let caller = try context.requireCaller()
+            // The one segment here is a digest (`sha256:...`): Hummingbird names it as the longer routes do.
             let reference = try ServableReference(parsing: try Self.parameter("owner", context))
             return Response.json(try await catalog.resolve(reference, caller: caller).json)
         }
