@@ -17,6 +17,9 @@ let package = Package(
         .executable(name: "dlhubd", targets: ["dlhubd"]),
         .executable(name: "dlhub", targets: ["dlhub"]),
         .executable(name: "dlhub-pilot", targets: ["dlhub-pilot"]),
+        // For the fuzz targets in Fuzz/ (a package of their own, built with libFuzzer).
+        .library(name: "DLHubCore", targets: ["DLHubCore"]),
+        .library(name: "DLHubArchive", targets: ["DLHubArchive"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

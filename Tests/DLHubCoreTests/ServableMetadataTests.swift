@@ -82,3 +82,25 @@ import Testing
         #expect(DataType.dict(properties: ["x": .integer]).check(["y": 1])?.contains("missing key 'x'") == true)
     }
 }
+
+/// Inputs that once trapped the service (found by the hostile-upload corpus and the fuzzers);
+/// each must stay a validation issue.
+@Suite struct MetadataRegressionTests {
+    func doc(_ resources: JSONValue) -> JSONValue {
+        ServableFixtures.sklearnDocument().setting(["dlhub", "files"], to: ["model": "model.joblib"]).setting(
+            ["dlhub", "resources"], to: resources)
+    }
+
+    @Test(arguments: [
+        ["memory": "1e300G"] as JSONValue, ["memory": .double(1e300)], ["memory": "9999999999999999999T"], ["cores": .double(1e30)],
+        ["cores": .int(Int64.max)], ["gpus": .int(Int64.min)], ["memory": "-1G"], ["memory": "NaNG"], ["memory": "infG"],
+    ])
+    func hugeOrOddResourceNumbersAreIssuesNotTraps(_ resources: JSONValue) {
+        #expect(throws: DLHubError.self) { try ServableMetadata.validate(doc(resources)) }
+    }
+
+    @Test func theLargestAcceptedSizesStillConvert() throws {
+        let m = try ServableMetadata.validate(doc(["memory": "1P", "cores": 4096, "gpus": 64]))
+        #expect(m.resources.memoryMB == 1_073_741_824 && m.resources.cores == 4096 && m.resources.gpus == 64)
+    }
+}

@@ -22,6 +22,9 @@ import Testing
         let scratch = try TemporaryDirectory("dlhub-corpus")
         let cases = HostileCorpus.tarCases() + (try HostileCorpus.pythonCases(in: scratch.path))
         #expect(cases.count >= 60)
+        // docs/hardening.md lists every case with its outcome.
+        let table = try String(contentsOfFile: BuiltProducts.packageRoot + "/docs/hardening.md", encoding: .utf8)
+        for c in cases { #expect(table.contains("| \(c.label) | \(c.status)"), "docs/hardening.md does not list '\(c.label)' with \(c.status)") }
         for c in cases {
             let reply = try await alice.send("POST", "/v1/servables", body: c.body)
             #expect(reply.status == c.status, "\(c.label): \(reply.status) \(reply.json)")

@@ -335,6 +335,7 @@ extension ServableMetadata {
         case "M": factor = 1; s.removeLast()
         case "G": factor = 1024; s.removeLast()
         case "T": factor = 1024 * 1024; s.removeLast()
+        case "P": factor = 1024 * 1024 * 1024; s.removeLast()
         default: factor = 1
         }
         // At most a petabyte: beyond, the number is nonsense (and must not trap when converted).
