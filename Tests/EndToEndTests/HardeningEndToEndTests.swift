@@ -24,7 +24,9 @@ import Testing
         #expect(cases.count >= 60)
         // docs/hardening.md lists every case with its outcome.
         let table = try String(contentsOfFile: BuiltProducts.packageRoot + "/docs/hardening.md", encoding: .utf8)
-        for c in cases { #expect(table.contains("| \(c.label) | \(c.status)"), "docs/hardening.md does not list '\(c.label)' with \(c.status)") }
+        for c in cases {
+            #expect(table.contains("| \(c.label) | \(c.status)"), "docs/hardening.md does not list '\(c.label)' with \(c.status)")
+        }
         for c in cases {
             let reply = try await alice.send("POST", "/v1/servables", body: c.body)
             #expect(reply.status == c.status, "\(c.label): \(reply.status) \(reply.json)")
