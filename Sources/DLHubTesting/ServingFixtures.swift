@@ -6,7 +6,7 @@ public enum ServingFixtures {
     /// A Python-function servable whose functions misbehave on purpose.
     ///
     /// `behave(x)`: returns `x` upper-cased; `"crash"` kills the worker process, `"hang"` sleeps past
-    /// any timeout, `"raise"` raises. `slow(x)`: sleeps `delay` seconds then returns `2 * x`.
+    /// any timeout, `"raise"` raises, `"mute"` closes its output and lingers. `slow(x)`: sleeps `delay` seconds then returns `2 * x`.
     public static func pythonFunctions(
         in parent: String, name: String, function: String, input: JSONValue, output: JSONValue,
         timeout: Double = 60, resources: JSONValue? = nil, dependencies: [String: String] = [:],
@@ -21,6 +21,10 @@ public enum ServingFixtures {
             def behave(x):
                 if x == "crash":
                     os._exit(3)
+                if x == "mute":
+                    # Closes its answer pipe and lingers: it will never answer again.
+                    os.close(1)
+                    time.sleep(3600)
                 if x == "hang":
                     time.sleep(3600)
                 if x == "raise":
