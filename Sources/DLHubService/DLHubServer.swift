@@ -2,8 +2,11 @@ import DLHubCluster
 import DLHubCore
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 
 /// Assembles the service from its configuration: registry, index, authentication and the HTTP
@@ -20,6 +23,8 @@ public struct DLHubServer: Sendable {
     public let listener: PilotListener
     public let environments: EnvironmentStore
     public let pools: [PoolConfiguration]
+    /// The HTTP API's TLS settings, when `tls_certificate` and `tls_key` are configured.
+    let tls: TLSConfiguration?
     let logger: Logger
 
     public init(
@@ -27,6 +32,7 @@ public struct DLHubServer: Sendable {
     ) async throws(DLHubError) {
         self.configuration = configuration
         self.logger = logger
+        tls = try Self.loadTLS(configuration)
         do {
             try FileManager.default.createDirectory(
                 atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -89,10 +95,10 @@ public struct DLHubServer: Sendable {
     }
 
     /// Everything `dlhubd` runs: the HTTP application, the pilot listener and the pilot manager.
-    public func makeServices(metricsText: @escaping @Sendable () -> String = { "" }) -> [any Service] {
+    public func makeServices(metricsText: @escaping @Sendable () -> String = { "" }) throws -> [any Service] {
         let listener = self.listener, manager = self.pilots, configuration = self.configuration
         return [
-            makeApplication(metricsText: metricsText),
+            try makeApplication(metricsText: metricsText),
             listener,
             Housekeeping(
                 tasks: tasks, dispatcher: dispatcher, retentionSeconds: configuration.resultRetentionSeconds, environments: environments,
@@ -125,19 +131,21 @@ public struct DLHubServer: Sendable {
     }
 
     /// The HTTP application; once listening it writes `service.json` into the registry.
-    public func makeApplication(metricsText: @escaping @Sendable () -> String = { "" }) -> some ApplicationProtocol {
+    public func makeApplication(metricsText: @escaping @Sendable () -> String = { "" }) throws -> some ApplicationProtocol {
         let configuration = self.configuration
         let registry = catalog.registry
         let logger = self.logger
         let serviceID = authenticator.serviceID
+        // A connection that sends no request (or only part of its headers) is closed after this.
+        let http: HTTPServerBuilder = .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))))
+        let scheme = tls == nil ? "http" : "https"
         return Application(
             router: makeRouter(metricsText: metricsText),
-            // A connection that sends no request (or only part of its headers) is closed after this.
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds)))),
+            server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
             configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "dlhubd"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listenPort
-                let url = configuration.publicURL ?? "http://\(Self.advertisedHost(configuration.listenHost)):\(port)"
+                let url = configuration.publicURL ?? "\(scheme)://\(Self.advertisedHost(configuration.listenHost)):\(port)"
                 let info: JSONValue = [
                     "url": .string(url), "pid": .int(Int64(getpid())), "host": .string(ProcessInfo.processInfo.hostName),
                     "service_id": .string(serviceID),
@@ -149,6 +157,28 @@ public struct DLHubServer: Sendable {
                 logger.info("dlhubd listening", metadata: ["http.url": "\(url)", "registry.root": "\(configuration.registryRoot)"])
             },
             logger: logger)
+    }
+
+    /// The certificate chain and key for HTTPS, read at start (a bad file stops the start, saying which).
+    static func loadTLS(_ configuration: ServiceConfiguration) throws(DLHubError) -> TLSConfiguration? {
+        guard let certificate = configuration.tlsCertificate, let key = configuration.tlsKey else {
+            if configuration.tlsCertificate != nil || configuration.tlsKey != nil {
+                throw DLHubError(.badRequest, "tls_certificate and tls_key go together: set both (PEM files) or neither")
+            }
+            return nil
+        }
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: key),
+            let mode = (attributes[.posixPermissions] as? NSNumber)?.uint16Value, mode & 0o077 != 0
+        {
+            throw DLHubError(.badRequest, "the TLS key \(key) is readable by others (mode \(String(mode, radix: 8))); chmod 600 \(key)")
+        }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            return TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        } catch {
+            throw DLHubError(.badRequest, "cannot use the TLS certificate \(certificate) and key \(key): \(error)", cause: error)
+        }
     }
 
     static func advertisedHost(_ listenHost: String) -> String {

@@ -69,7 +69,7 @@ struct DLHubDaemon: AsyncParsableCommand {
             logger.critical("dlhubd cannot start: \(error.message)")
             throw ExitCode(1)
         }
-        let services = server.makeServices(metricsText: {
+        let services = try server.makeServices(metricsText: {
             var buffer: [UInt8] = []
             prometheus.emit(into: &buffer)
             return String(decoding: buffer, as: UTF8.self)

@@ -213,4 +213,38 @@ import Testing
         #expect(service.process.isRunning)
         #expect(try await api.send("GET", "/healthz").status == 200)
     }
+
+    @Test func theAPISpeaksHTTPSWhenGivenACertificate() async throws {
+        let dir = try TemporaryDirectory("dlhub-tls")
+        let cert = dir.file("cert.pem"), key = dir.file("key.pem")
+        let made = try Subprocess.run(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ])
+        #expect(made.status == 0, "\(made.stderr)")
+        _ = try Subprocess.run("/bin/chown", ["\(TestInstall.serviceUser):", cert, key])
+        chmod(key, 0o600)
+        chmod(cert, 0o644)
+        let service = try LiveService(config: ["tls_certificate": .string(cert), "tls_key": .string(key)])
+        defer { service.stop() }
+        #expect(service.url.hasPrefix("https://127.0.0.1:"), "\(service.url)")
+        let secure = try Subprocess.run("/usr/bin/curl", ["-sS", "--cacert", cert, service.url + "/healthz"])
+        #expect(secure.status == 0 && secure.stdout.contains("\"status\""), "\(secure.stdout)\(secure.stderr)")
+        let authenticated = try Subprocess.run(
+            "/usr/bin/curl",
+            ["-sS", "--cacert", cert, "-H", "Authorization: Munge " + TestUsers.munge(as: TestUsers.alice), service.url + "/v1/whoami"])
+        #expect(authenticated.stdout.contains("\"alice\""), "\(authenticated.stdout)")
+        // Plain HTTP on that port gets nothing.
+        let plain = try Subprocess.run(
+            "/usr/bin/curl", ["-sS", "--max-time", "5", service.url.replacing("https://", with: "http://") + "/healthz"])
+        #expect(!plain.stdout.contains("\"status\""))
+        // A key others can read is refused at start.
+        chmod(key, 0o644)
+        do {
+            try LiveService(config: ["tls_certificate": .string(cert), "tls_key": .string(key)]).stop()
+            Issue.record("dlhubd started with a world-readable TLS key")
+        } catch { #expect("\(error)".contains("chmod 600"), "\(error)") }
+    }
 }

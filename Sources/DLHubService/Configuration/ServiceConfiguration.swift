@@ -14,6 +14,9 @@ public struct ServiceConfiguration: Sendable {
     public var stateDirectory: String
     public var listenHost: String = "127.0.0.1"
     public var listenPort: Int = 8750
+    /// PEM certificate chain and key: the HTTP API then speaks HTTPS only.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
     /// The address clients should use, when it differs from the listen address.
     public var publicURL: String?
     public var maxUploadBytes: Int = 512 * 1024 * 1024
@@ -132,6 +135,8 @@ public struct ServiceConfiguration: Sendable {
             case "state_dir": stateDirectory = try str()
             case "listen": try setListen(try str())
             case "public_url": publicURL = try str()
+            case "tls_certificate": tlsCertificate = try absolutePath()
+            case "tls_key": tlsKey = try absolutePath()
             case "max_upload_bytes": maxUploadBytes = try int()
             case "max_run_request_bytes": maxRunRequestBytes = try int()
             case "max_archive_entries": archiveLimits.entries = max(1, try int())
