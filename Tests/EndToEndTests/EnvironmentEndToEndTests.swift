@@ -103,6 +103,7 @@ extension ClusterServingTests {
                     dependencies: ["dlhub-test-greeting": "1.0"]))
             #expect(try await h.api.run(again, ["input": "alan"]).json["output"] == "hello, alan")
             #expect(try await metric(h, "dlhub_environment_builds_total") == 1)
+            // (The failed build below is the second.)
 
             // A version the index does not have: the installer's own words reach the caller and describe.
             let broken = try await h.publish(
@@ -119,6 +120,20 @@ extension ClusterServingTests {
 
             // Environments are for admins to manage; bob may not.
             #expect(try cli.run(as: "root", ["env", "ls"]).stdout.contains("dlhub-test-greeting==1.0"))
+            let listed = try JSONValue.parse(try cli.run(as: "root", ["env", "ls", "--json"]).stdout)["environments"]?.arrayValue ?? []
+            let envID = try #require(listed.first { $0["packages"] == ["dlhub-test-greeting==1.0"] }?["id"]?.stringValue)
+            let rebuilt = try cli.run(as: "root", ["env", "rebuild", envID])
+            #expect(rebuilt.status == 0 && rebuilt.stdout.contains("rebuilding \(envID)"), "\(rebuilt.stderr)")
+            let deadline = Date().addingTimeInterval(120)
+            var state = ""
+            while Date() < deadline, state != "ready" {
+                try await Task.sleep(for: .seconds(1))
+                let now = try JSONValue.parse(try cli.run(as: "root", ["env", "ls", "--json"]).stdout)["environments"]?.arrayValue ?? []
+                state = now.first { $0["id"]?.stringValue == envID }?["state"]?.stringValue ?? ""
+            }
+            #expect(state == "ready")
+            #expect(try await h.api.run(again, ["input": "rebuilt"]).json["output"] == "hello, rebuilt")
+            #expect(try await metric(h, "dlhub_environment_builds_total") == 3, "the first, the failed one, the rebuild")
             let bob = try cli.run(as: TestUsers.bob, ["env", "ls"])
             #expect(bob.status != 0)
             #expect(bob.stderr.contains("only the site's admins"))

@@ -208,13 +208,22 @@ extension ClusterServingTests {
             // A servable that prints what it is given: alice's own inputs show in her logs, bob's never do.
             let echo = try ServingFixtures.pythonModule(
                 in: h.work.path, name: "chatty", module: "chatty",
-                code: "import sys\ndef run(x):\n    print('got ' + x, file=sys.stderr)\n    return x\n", function: "run")
+                code:
+                    "import os, sys\ndef run(x):\n    print('got ' + x, file=sys.stderr)\n    if x == 'crash':\n        os._exit(5)\n    return x\n",
+                function: "run")
             #expect(try await alice.send("POST", "/v1/servables", body: try ServingFixtures.archive(directory: echo)).status == 201)
             #expect(try await alice.run("alice/chatty", ["input": "alice-own-input"]).json["output"] == "alice-own-input")
             #expect(try await bob.run("alice/chatty", ["input": "bob-private-input"]).json["output"] == "bob-private-input")
             let chatty = try cli.run(as: TestUsers.alice, ["logs", "alice/chatty"])
             #expect(chatty.stdout.contains("got alice-own-input"), "\(chatty.stdout)")
             #expect(!chatty.stdout.contains("bob-private-input"), "\(chatty.stdout)")
+            // A crash message carries only what the crashing input's own run printed: not alice's
+            // earlier output on the same worker.
+            #expect(try await alice.run("alice/chatty", ["input": "alice-private-input"]).json["output"] == "alice-private-input")
+            let crashed = try await bob.run("alice/chatty", ["input": "crash"])
+            let message = crashed.json["error"]?.stringValue ?? ""
+            #expect(message.contains("crashed") && message.contains("got crash"), "\(crashed.json)")
+            #expect(!message.contains("alice-private-input") && !message.contains("alice-own-input"), "\(message)")
         }
 
         /// The host pid of the worker process serving a version directory (the Python process,
