@@ -51,21 +51,9 @@ public final class APIClient: @unchecked Sendable {
             json: (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self)))
     }
 
+    /// Publishes a servable directory (packed as the tests pack uploads).
     public func publish(directory: String) async throws -> Reply {
-        var entries: [TarEntry] = []
-        let fm = FileManager.default
-        for item in try fm.subpathsOfDirectory(atPath: directory).sorted() {
-            let path = directory + "/" + item
-            var isDir: ObjCBool = false
-            _ = fm.fileExists(atPath: path, isDirectory: &isDir)
-            if isDir.boolValue {
-                entries.append(TarEntry(path: item, kind: .directory, mode: 0o755))
-            } else {
-                let mode = (try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? 0o644
-                entries.append(TarEntry(path: item, kind: .file, mode: UInt32(mode), contents: Array(fm.contents(atPath: path) ?? Data())))
-            }
-        }
-        return try await send("POST", "/v1/servables", body: TarWriter.write(entries))
+        try await send("POST", "/v1/servables", body: try ServingFixtures.archive(directory: directory))
     }
 
     /// Runs and waits for the result (following 202s).

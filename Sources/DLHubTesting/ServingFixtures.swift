@@ -12,8 +12,6 @@ public enum ServingFixtures {
         timeout: Double = 60, resources: JSONValue? = nil, dependencies: [String: String] = [:],
         maxBatchSize: Int = 64, deterministic: Bool = false
     ) throws -> String {
-        let dir = parent + "/" + name
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let module = """
             import os
             import time
@@ -38,36 +36,17 @@ public enum ServingFixtures {
             def pid(x):
                 return os.getpid()
             """
-        try module.write(toFile: dir + "/testfns.py", atomically: true, encoding: .utf8)
-        var dlhub: [String: JSONValue] = [
-            "name": .string(name), "visible_to": ["public"], "files": ["other": ["testfns.py"]],
-            "dependencies": ["python": .object(dependencies.mapValues { .string($0) })],
-        ]
-        if let resources { dlhub["resources"] = resources }
-        let doc: JSONValue = [
-            "datacite": ["titles": [["title": .string("Test servable \(name)")]], "creators": [["creatorName": "Test, Suite"]]],
-            "dlhub": .object(dlhub),
-            "servable": [
-                "shim": "python.PythonStaticMethodServable",
-                "methods": [
-                    "run": [
-                        "input": input, "output": output, "parameters": [:],
-                        "method_details": ["module": "testfns", "method_name": .string(function)],
-                    ]
-                ],
-                "timeout": .double(timeout), "batching": ["max_batch_size": .int(Int64(maxBatchSize)), "max_delay_ms": 5],
-                "deterministic": .bool(deterministic),
-            ],
-        ]
-        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
-        return dir
+        return try pythonModule(
+            in: parent, name: name, module: "testfns", code: module, function: function, input: input, output: output,
+            dependencies: dependencies, timeout: timeout, resources: resources, maxBatchSize: maxBatchSize, deterministic: deterministic)
     }
 
     /// A Python-function servable from source: `code` becomes `<module>.py`, `function` is served.
     public static func pythonModule(
         in parent: String, name: String, module: String, code: String, function: String, input: JSONValue = ["type": "string"],
         output: JSONValue = ["type": "string"], dependencies: [String: String] = [:], environment: JSONValue? = nil,
-        visibleTo: [String] = ["public"], timeout: Double = 60
+        visibleTo: [String] = ["public"], timeout: Double = 60, resources: JSONValue? = nil, maxBatchSize: Int = 64,
+        deterministic: Bool = false
     ) throws -> String {
         let dir = parent + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -77,6 +56,7 @@ public enum ServingFixtures {
             "dependencies": ["python": .object(dependencies.mapValues { .string($0) })],
         ]
         if let environment { dlhub["environment"] = environment }
+        if let resources { dlhub["resources"] = resources }
         let doc: JSONValue = [
             "datacite": ["titles": [["title": .string("Test servable \(name)")]], "creators": [["creatorName": "Test, Suite"]]],
             "dlhub": .object(dlhub),
@@ -88,7 +68,8 @@ public enum ServingFixtures {
                         "method_details": ["module": .string(module), "method_name": .string(function)],
                     ]
                 ],
-                "timeout": .double(timeout),
+                "timeout": .double(timeout), "batching": ["max_batch_size": .int(Int64(maxBatchSize)), "max_delay_ms": 5],
+                "deterministic": .bool(deterministic),
             ],
         ]
         _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
@@ -209,7 +190,9 @@ public enum ServingFixtures {
             if isDir.boolValue {
                 entries.append(TarEntry(path: item, kind: .directory, mode: 0o755))
             } else {
-                entries.append(TarEntry(path: item, kind: .file, contents: Array(fm.contents(atPath: directory + "/" + item) ?? Data())))
+                let path = directory + "/" + item
+                let mode = (try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? 0o644
+                entries.append(TarEntry(path: item, kind: .file, mode: UInt32(mode), contents: Array(fm.contents(atPath: path) ?? Data())))
             }
         }
         return TarWriter.write(entries)
