@@ -10,6 +10,13 @@ Protocol (docs/worker-protocol.md): newline-delimited JSON. The worker first wri
 {"batch": ID, "parameters": {...}, "inputs": [x1, x2, ...]} it writes one line
 {"batch": ID, "results": [{"output": y1}, {"error": "..."}, ...]} with one result per input.
 Anything the model prints goes to stderr, so stdout carries protocol lines only.
+
+Vectorized batches: a scikit-learn, ONNX or TorchScript model whose inputs are lists of rows
+(a free leading dimension) is called once per batch with the rows of every input concatenated,
+and its output is split back by row counts; a Python function opts in by naming a batch method
+(method_details.batch_method_name: takes a list of inputs, returns a list of outputs). If the
+one call fails, or its output does not have one row per input row, each input runs alone, so a
+bad input still fails by itself. `servable.batching.vectorize: false` turns this off.
 """
 import importlib
 import importlib.metadata
@@ -75,8 +82,32 @@ def model_path(directory, metadata, key="model"):
     return os.path.join(directory, name)
 
 
+class NotVectorizable(Exception):
+    """The batch cannot go through one call; its inputs run one at a time."""
+
+
+def row_batch(call, to_array):
+    """call(rows) for a model with a free leading dimension, as a batch function."""
+    def batch(inputs, **kw):
+        import numpy as np
+        arrays = [to_array(x) for x in inputs]
+        shape = arrays[0].shape[1:]
+        if any(a.ndim < 1 or a.shape[1:] != shape or a.dtype == object for a in arrays):
+            raise NotVectorizable("inputs differ in shape")
+        counts = [a.shape[0] for a in arrays]
+        output = call(np.concatenate(arrays), **kw)
+        if hasattr(output, "detach") and hasattr(output, "cpu"):  # torch tensor
+            output = output.detach().cpu().numpy()
+        output = np.asarray(output)
+        if output.ndim < 1 or output.shape[0] != sum(counts):
+            raise NotVectorizable("the output does not have one row per input row")
+        return np.split(output, np.cumsum(counts)[:-1])
+    return batch
+
+
 class Servable:
-    """A loaded model: call(x, **parameters) returns the output for one input."""
+    """A loaded model: call(x, **parameters) returns the output for one input; call_batch, where
+    the model allows it, returns the outputs of a list of inputs from one call."""
 
     def __init__(self, directory, metadata):
         self.metadata = metadata
@@ -98,11 +129,34 @@ class Servable:
         }.get(shim)
         if loader is None:
             raise RuntimeError("this worker has no loader for %r" % shim)
+        self.call_batch = None
         self.call = loader(directory, metadata)
+        if (servable.get("batching") or {}).get("vectorize") is False:
+            self.call_batch = None
+
+    def run_batch(self, inputs, parameters):
+        """One JSON-encoded result per input: {"output": ...} or {"error": ...}."""
+        if self.call_batch is not None and len(inputs) > 1:
+            try:
+                outputs = self.call_batch(inputs, **parameters)
+                if len(outputs) != len(inputs):
+                    raise NotVectorizable("the batch method returned %d outputs for %d inputs" % (len(outputs), len(inputs)))
+                return [encode_output(output) for output in outputs]
+            except Exception:
+                pass  # one call could not take them all: each input runs alone and fails alone
+        results = []
+        for x in inputs:
+            try:
+                results.append(encode_output(self.call(x, **parameters)))
+            except Exception as error:
+                results.append(encode_error(error))
+        return results
 
     def load_function(self, directory, metadata):
         module = importlib.import_module(self.details["module"])
         function = getattr(module, self.details["method_name"])
+        if self.details.get("batch_method_name"):
+            self.call_batch = getattr(module, self.details["batch_method_name"])
         if self.details.get("autobatch"):
             return lambda x, **kw: [function(item, **kw) for item in x]
         return function
@@ -124,6 +178,7 @@ class Servable:
             import joblib
             model = joblib.load(path)
         bound = getattr(model, method)
+        self.call_batch = row_batch(bound, np.asarray)
         return lambda x, **kw: bound(np.asarray(x), **kw)
 
     def load_torch(self, directory, metadata):
@@ -135,6 +190,8 @@ class Servable:
         def call(x, **kw):
             with torch.no_grad():
                 return model(torch.as_tensor(x, dtype=torch.float32, device=device), **kw)
+        import numpy as np
+        self.call_batch = row_batch(call, lambda x: np.asarray(x, dtype=np.float32))
         return call
 
     def load_onnx(self, directory, metadata):
@@ -145,13 +202,26 @@ class Servable:
             providers.insert(0, "CUDAExecutionProvider")
         session = onnxruntime.InferenceSession(model_path(directory, metadata), providers=providers)
         name = session.get_inputs()[0].name
-        return lambda x, **kw: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+        call = lambda x, **kw: session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]  # noqa: E731
+        if session.get_inputs()[0].shape and not isinstance(session.get_inputs()[0].shape[0], int):
+            self.call_batch = row_batch(call, lambda x: np.asarray(x, dtype=np.float32))
+        return call
 
     def load_keras(self, directory, metadata):
         import numpy as np
         from tensorflow import keras
         model = keras.models.load_model(model_path(directory, metadata))
+        self.call_batch = row_batch(lambda x, **kw: model.predict(x, verbose=0, **kw), np.asarray)
         return lambda x, **kw: model.predict(np.asarray(x), verbose=0, **kw)
+
+
+def encode_output(output):
+    """{"output": ...} as JSON text, encoded once."""
+    return '{"output":' + json.dumps(to_json(output), allow_nan=False, separators=(",", ":")) + "}"
+
+
+def encode_error(error):
+    return json.dumps({"error": "%s: %s" % (type(error).__name__, error)})
 
 
 def main():
@@ -174,15 +244,9 @@ def main():
         request = json.loads(line)
         parameters = dict(servable.defaults)
         parameters.update(request.get("parameters") or {})
-        results = []
-        for x in request.get("inputs", []):
-            try:
-                output = to_json(servable.call(x, **parameters))
-                json.dumps(output, allow_nan=False)
-                results.append({"output": output})
-            except Exception as error:
-                results.append({"error": "%s: %s" % (type(error).__name__, error)})
-        send({"batch": request.get("batch"), "results": results})
+        results = servable.run_batch(request.get("inputs", []), parameters)
+        PROTOCOL_OUT.write('{"batch":%s,"results":[%s]}\n' % (json.dumps(request.get("batch")), ",".join(results)))
+        PROTOCOL_OUT.flush()
     return 0
 
 

@@ -43,6 +43,8 @@ public struct ServableMetadata: Sendable, Hashable {
     public struct Batching: Sendable, Hashable {
         public var maxBatchSize: Int = 64
         public var maxDelayMilliseconds: Int = 5
+        /// Whether the worker may call a model once for a whole batch (rows concatenated).
+        public var vectorize = true
         public init() {}
     }
 }
@@ -257,6 +259,13 @@ extension ServableMetadata {
                         batching.maxDelayMilliseconds = Int(v)
                     } else {
                         issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
+                    }
+                }
+                if let v = b["vectorize"] {
+                    if let on = v.boolValue {
+                        batching.vectorize = on
+                    } else {
+                        issues.append(ValidationIssue("servable.batching.vectorize", "must be true or false"))
                     }
                 }
             }
