@@ -189,3 +189,101 @@ import Testing
         try await limited.reserve(owner: "alice", items: 1, bytes: 1)
     }
 }
+
+/// Tasks whose caller waits live in memory: answered without the store when they finish in
+/// time, written to the store (with what they have) when the wait runs out.
+@Suite struct LiveTaskTests {
+    let base: DispatcherTests
+
+    init() throws { base = try DispatcherTests() }
+
+    func liveTask(_ n: Int) async throws -> (LiveTasks.Entry, [Dispatcher.QueuedItem]) {
+        let ids = try await base.dispatcher.reserve(owner: "alice", items: n, bytes: n)
+        let id = UUID().uuidString
+        let inputs = (0..<n).map { Array("\($0)".utf8) }
+        let entry = LiveTasks.Entry(
+            id: id, owner: "alice", servable: "alice/iris@1", digest: "sha256:k", pool: "cpu", single: false,
+            parameters: Array("{}".utf8), itemIDs: ids, inputs: inputs)
+        return (entry, zip(ids, inputs).map { Dispatcher.QueuedItem(id: $0, taskID: id, owner: "alice", payload: $1) })
+    }
+
+    func start(_ entry: LiveTasks.Entry, _ items: [Dispatcher.QueuedItem]) async {
+        await base.dispatcher.submit(
+            items, live: entry, cacheKey: nil,
+            then: .enqueue(
+                key: "sha256:k", spec: base.spec, metadata: base.metadata, pool: "cpu", parameters: Array("{}".utf8), waitingFor: nil))
+    }
+
+    @Test func aTaskFinishedWithinItsWaitIsAnsweredFromMemoryAndNeverStored() async throws {
+        let pilot = DispatcherTests.FakePilot()
+        let session = await base.attach(base.hello(1, slots: 1), pilot)
+        let (entry, items) = try await liveTask(3)
+        await start(entry, items)
+        guard case .load = await pilot.next() else { Issue.record("no load"); return }
+        _ = await base.dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: session)
+        guard case .batch(let batch) = await pilot.next() else { Issue.record("no batch"); return }
+        #expect(batch.items.map(\.id) == entry.itemIDs)
+        async let answered = base.dispatcher.waitLive(entry.id, seconds: 30)
+        try await Task.sleep(for: .milliseconds(50))
+        _ = await base.dispatcher.received(base.results(for: batch), from: session)
+        let task = try #require(await answered)
+        #expect(task.outcomes == [.output(Array("00".utf8)), .output(Array("10".utf8)), .output(Array("20".utf8))])
+        #expect(task.finished != nil)
+        #expect(try await base.store.task(entry.id) == nil, "a task answered in time is not written")
+        #expect(await base.dispatcher.liveTasks == 0)
+        // The item ids go on after those of the live task, also for stored tasks.
+        let next = try await base.dispatcher.reserve(owner: "alice", items: 1, bytes: 1)
+        #expect(next[0] > entry.itemIDs.last!)
+    }
+
+    @Test func aTaskWhoseWaitRunsOutIsStoredWithWhatItHasAndFinishesInTheStore() async throws {
+        let pilot = DispatcherTests.FakePilot()
+        let session = await base.attach(base.hello(1, slots: 2), pilot)
+        let (entry, items) = try await liveTask(8)
+        await start(entry, items)
+        guard case .load = await pilot.next() else { Issue.record("no load"); return }
+        _ = await base.dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: session)
+        guard case .batch(let b1) = await pilot.next(), case .batch(let b2) = await pilot.next() else { Issue.record("no batches"); return }
+        _ = await base.dispatcher.received(base.results(for: b1), from: session)
+        #expect(await base.dispatcher.waitLive(entry.id, seconds: 0.2) == nil, "the wait ran out")
+        #expect(try await base.dispatcher.persistLive(entry.id) == nil)
+        let stored = try #require(try await base.store.task(entry.id), "stored once its wait ran out")
+        #expect(stored.remaining == 8 - b1.items.count)
+        #expect(stored.items.prefix(b1.items.count).allSatisfy { $0.state == .done })
+        // What lands later is recorded in the store, and the task finishes there.
+        #expect(b1.items.count + b2.items.count == 8)
+        _ = await base.dispatcher.received(base.results(for: b2), from: session)
+        let done = try #require(try await base.store.task(entry.id))
+        #expect(done.finished != nil && done.failed == 0)
+        #expect(done.items.map { $0.output.map { String(decoding: $0, as: UTF8.self) } } == (0..<8).map { "\($0)0" })
+        #expect(await base.dispatcher.liveTasks == 0)
+    }
+
+    @Test func resultsAreSortedBetweenLiveTasksAndTheStore() {
+        var live = LiveTasks()
+        live.add(
+            LiveTasks.Entry(
+                id: "t", owner: "a", servable: "a/s@1", digest: "d", pool: "p", single: false, parameters: [], itemIDs: [10, 11],
+                inputs: [[1], [2]]))
+        var (forStore, finished) = live.complete([ItemResult(id: 10, outcome: .output([1])), ItemResult(id: 99, outcome: .error("x"))])
+        #expect(forStore == [ItemResult(id: 99, outcome: .error("x"))])
+        #expect(finished.isEmpty && live.task("t")?.remaining == 1)
+        // A second answer for an item is ignored; the first stands.
+        (forStore, finished) = live.complete([ItemResult(id: 10, outcome: .error("late"))])
+        #expect(live.task("t")?.outcomes[0] == ItemResult.Outcome.output([1]) && live.task("t")?.remaining == 1)
+        // While it is written to the store, results are also kept for the store.
+        _ = live.beginPersisting("t")
+        (forStore, finished) = live.complete([ItemResult(id: 11, outcome: .error("boom"))])
+        #expect(live.task("t")?.late == [ItemResult(id: 11, outcome: .error("boom"))])
+        #expect(live.task("t")?.finished != nil && live.task("t")?.failed == 1)
+        live.remove("t")
+        #expect(live.complete([ItemResult(id: 11, outcome: .output([]))]).forStore.count == 1)
+        // A task whose store write failed goes when it finishes.
+        live.add(
+            LiveTasks.Entry(
+                id: "u", owner: "a", servable: "a/s@1", digest: "d", pool: "p", single: true, parameters: [], itemIDs: [20], inputs: [[1]]))
+        live.abandon("u")
+        _ = live.complete([ItemResult(id: 20, outcome: .output([1]))])
+        #expect(live.count == 0)
+    }
+}

@@ -37,13 +37,16 @@ extension ClusterServingTests {
             }
         }
 
-        /// Every item answered exactly once, read from the service's own task store.
+        /// Every stored item answered exactly once, read from the service's own task store (tasks
+        /// answered within their wait are never stored: their answers are checked over HTTP).
         func checkStore(_ h: ServingHarness) throws {
             let db = h.service.stateDirectory + "/tasks.sqlite"
             let out = try Subprocess.run(
                 "/usr/bin/sqlite3", [db, "SELECT count(*), sum(state = 1), sum(state = 0), sum(state = 2) FROM items;"]
             ).stdout
-            let f = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map { Int($0) ?? -1 }
+            let f = out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|", omittingEmptySubsequences: false).map {
+                $0.isEmpty ? 0 : Int($0) ?? -1  // sum() over no rows is NULL
+            }
             #expect(f.count == 4 && f[0] == f[1] && f[2] == 0 && f[3] == 0, "items total|done|queued|failed = \(out)")
             let tasks = try Subprocess.run(
                 "/usr/bin/sqlite3", [db, "SELECT count(*) FROM tasks WHERE finished IS NULL OR remaining != 0;"]
@@ -90,6 +93,40 @@ extension ClusterServingTests {
             }
             let ended = try h.slurmJobs(pool: "cpu").first { $0.id == victim.id }
             #expect(ended?.state == "NODE_FAIL", "\(String(describing: ended))")
+            try checkStore(h)
+        }
+
+        /// The durability contract for waiting requests: one answered within its wait is never
+        /// stored; one whose wait runs out gets its id only once it is stored, and survives a kill.
+        @Test func aTaskIdHandedOutAfterTheWaitRanOutSurvivesAServiceKill() async throws {
+            let dir = try TemporaryDirectory("dlhub-restart-live")
+            var h = try await ServingHarness(directory: dir)
+            let fixture = try ServingFixtures.pythonFunctions(
+                in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
+            let id = try await h.publish(fixture)
+            let quick = try await h.api.run(id, ["input": 21, "parameters": ["delay": 0.0]], wait: 120)
+            #expect(quick.status == 200 && quick.json["output"] == 42)
+            let db = h.service.stateDirectory + "/tasks.sqlite"
+            let quickID = try #require(quick.json["id"]?.stringValue)
+            let stored = try Subprocess.run("/usr/bin/sqlite3", [db, "SELECT count(*) FROM tasks WHERE id = '\(quickID)';"])
+            #expect(stored.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "answered in time: nothing written")
+
+            var taskIDs: [Int: String] = [:]
+            for i in 0..<6 {
+                let reply = try await h.api.send(
+                    "POST", "/v1/servables/\(id)/run?wait=0.3", json: ["input": .int(Int64(i)), "parameters": ["delay": 1.5]])
+                #expect(reply.status == 202, "\(reply.json)")
+                taskIDs[i] = reply.json["id"]?.stringValue
+            }
+            h.service.kill()  // SIGKILL, with the tasks whose ids were handed out queued or running
+            h = try await ServingHarness(directory: dir)
+            defer { h.stop() }
+            for (i, task) in taskIDs {
+                var reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
+                let deadline = Date().addingTimeInterval(120)
+                while reply.status == 202, Date() < deadline { reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=10") }
+                #expect(reply.json["output"] == .int(Int64(2 * i)), "task \(i): \(reply.json)")
+            }
             try checkStore(h)
         }
 

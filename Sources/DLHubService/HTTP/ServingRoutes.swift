@@ -19,9 +19,14 @@ struct ServingRoutes: Sendable {
             let reference = try APIRoutes.reference(context)
             let wait = try Self.waitSeconds(request.uri.queryParameters.get("wait"))
             let body = try await request.body.collect(upTo: maxRequestBytes)
-            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller)
-            let done = await waiters.wait(for: accepted.taskID, seconds: wait)
-            _ = done
+            // Waiting callers are answered from memory; a task id is handed out only once it is stored.
+            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, live: wait > 0)
+            if accepted.live {
+                if let answered = await runner.dispatcher.waitLive(accepted.taskID, seconds: wait) {
+                    return Self.response(answered)
+                }
+                if let answered = try await runner.dispatcher.persistLive(accepted.taskID) { return Self.response(answered) }
+            }
             return try await taskResponse(accepted.taskID, caller: caller)
         }
         router.get("/v1/tasks/{id}") { request, context in
@@ -57,6 +62,51 @@ struct ServingRoutes: Sendable {
             throw DLHubError(.badRequest, "wait must be a number of seconds, e.g. ?wait=30")
         }
         return min(s, maxWait)
+    }
+
+    /// A live task's answer, with the outputs the pilot sent spliced in as they are.
+    static func response(_ task: LiveTasks.Entry) -> Response {
+        let finished = task.finished ?? Date().timeIntervalSince1970
+        let head: JSONValue = [
+            "id": .string(task.id), "servable": .string(task.servable), "digest": .string(task.digest),
+            "status": .string(task.failed == 0 ? "completed" : (task.failed == task.itemIDs.count ? "failed" : "completed_with_errors")),
+            "created": .double(task.created), "finished": .double(finished), "seconds": .double(finished - task.created),
+            "items": .int(Int64(task.itemIDs.count)), "remaining": 0,
+        ]
+        var body = head.encoded()
+        body.removeLast()  // the closing brace: outputs follow
+        func append(_ outcome: ItemResult.Outcome?) {
+            if case .output(let bytes)? = outcome { body += bytes } else { body += Array("null".utf8) }
+        }
+        func appendError(_ outcome: ItemResult.Outcome?) {
+            if case .error(let message)? = outcome { body += JSONValue.string(message).encoded() } else { body += Array("null".utf8) }
+        }
+        if task.single {
+            if case .error? = task.outcomes.first ?? nil {
+                body += Array(#","error":"#.utf8)
+                appendError(task.outcomes[0])
+            } else {
+                body += Array(#","output":"#.utf8)
+                append(task.outcomes.first ?? nil)
+            }
+        } else {
+            body += Array(#","outputs":["#.utf8)
+            for (i, outcome) in task.outcomes.enumerated() {
+                if i > 0 { body.append(UInt8(ascii: ",")) }
+                append(outcome)
+            }
+            body.append(UInt8(ascii: "]"))
+            if task.failed > 0 {
+                body += Array(#","errors":["#.utf8)
+                for (i, outcome) in task.outcomes.enumerated() {
+                    if i > 0 { body.append(UInt8(ascii: ",")) }
+                    appendError(outcome)
+                }
+                body.append(UInt8(ascii: "]"))
+            }
+        }
+        body.append(UInt8(ascii: "}"))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func noSuchTask(_ id: String) -> DLHubError {

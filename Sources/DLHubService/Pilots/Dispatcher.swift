@@ -94,6 +94,15 @@ public actor Dispatcher {
     /// Tasks with items on pilots, and how many.
     var runningTasks: [String: Int] = [:]
     var nextSessionID = 1
+    /// Requests waiting for their answer in memory (see `LiveTasks`).
+    var live = LiveTasks()
+    /// The next item id: the service numbers items, live or stored, in one space.
+    var nextItemID: UInt64 = 1
+    /// Pilots lost while holding an item (kept in the store too, for items stored there).
+    var lostAttempts: [UInt64: Int] = [:]
+    /// Results for stored tasks waiting for the write under way (see `commit`).
+    var storeBacklog: [ItemResult] = []
+    var committing = false
     /// Attempts after which an item whose pilots keep vanishing is failed.
     let maxAttempts = 3
 
@@ -126,7 +135,8 @@ public actor Dispatcher {
 
     /// Counts items against their owner's quota before they are accepted; a user over quota gets
     /// a 429 that says when to come back, and nothing of theirs is written.
-    public func reserve(owner: String, items: Int, bytes: Int) throws(DLHubError) {
+    @discardableResult
+    public func reserve(owner: String, items: Int, bytes: Int) throws(DLHubError) -> [UInt64] {
         let current = usage[owner] ?? (0, 0)
         guard current.items + items <= limits.queuedItemsPerUser, current.bytes + Int64(bytes) <= limits.queuedBytesPerUser else {
             itemsRefused.increment(by: items)
@@ -136,7 +146,86 @@ public actor Dispatcher {
             )
         }
         usage[owner] = (current.items + items, current.bytes + Int64(bytes))
+        defer { nextItemID += UInt64(items) }
+        return Array(nextItemID..<nextItemID + UInt64(items))
     }
+
+    /// Numbers items after those a previous run of the service gave out.
+    public func startItemIDs(after used: UInt64) {
+        nextItemID = max(nextItemID, used + 1)
+    }
+
+    /// What `submit` does with accepted items that no cache answers.
+    public enum Next: Sendable {
+        case enqueue(key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], waitingFor: String?)
+        case fail(String)
+    }
+
+    /// Takes accepted items in one step: ties them to their owner's reservation, keeps a live
+    /// task in memory (when `live` is given), answers what the result cache can (`cacheKey`), and
+    /// queues or fails the rest.
+    public func submit(_ items: [QueuedItem], live entry: LiveTasks.Entry?, cacheKey: String?, then next: Next) async {
+        register(items)
+        if let entry { live.add(entry) }
+        var items = items
+        if let cacheKey { items = await answerFromCache(key: cacheKey, items: items) }
+        guard !items.isEmpty else { return }
+        switch next {
+        case .enqueue(let key, let spec, let metadata, let pool, let parameters, let waitingFor):
+            enqueue(key: key, spec: spec, metadata: metadata, pool: pool, parameters: parameters, items: items, waitingFor: waitingFor)
+        case .fail(let message):
+            await fail(items, message)
+        }
+    }
+
+    // MARK: Live tasks
+
+    /// Waits up to `seconds` for a live task; returns it (and forgets it) once finished, nil
+    /// when the wait ran out first.
+    public func waitLive(_ id: String, seconds: Double) async -> LiveTasks.Entry? {
+        if live.task(id)?.finished != nil { return live.remove(id) }
+        guard seconds > 0 else { return nil }
+        let answered: LiveTasks.Entry? = await withCheckedContinuation { waiter in
+            guard live.park(id, waiter) else { return waiter.resume(returning: nil) }
+            live.setTimer(
+                id,
+                Task { [weak self] in
+                    try? await Task.sleep(for: .seconds(seconds))
+                    await self?.waitRanOut(id)
+                })
+        }
+        if answered != nil || live.task(id)?.finished != nil { return live.remove(id) ?? answered }
+        return nil
+    }
+
+    func waitRanOut(_ id: String) {
+        live.unpark(id)?.resume(returning: nil)
+    }
+
+    /// The wait of a live task ran out: writes it to the store (with what it has so far) so that
+    /// its id can be handed out. Returns the task instead when it finished meanwhile.
+    public func persistLive(_ id: String) async throws(DLHubError) -> LiveTasks.Entry? {
+        guard let snapshot = live.beginPersisting(id) else { return nil }
+        snapshot.timer?.cancel()
+        if snapshot.finished != nil { return live.remove(id) }
+        do {
+            _ = try await store.accept(snapshot.newTask)
+        } catch {
+            live.abandon(id)
+            throw error
+        }
+        guard let entry = live.remove(id), !entry.late.isEmpty else { return nil }
+        do {
+            let finished = try await store.complete(entry.late)
+            await waiters.finished(finished)
+        } catch {
+            logger.error("cannot record results", metadata: ["error": "\(error)"])
+        }
+        return nil
+    }
+
+    /// Tasks waiting in memory (for the metrics and tests).
+    public var liveTasks: Int { live.count }
 
     /// Gives back a reservation whose items were never accepted.
     public func unreserve(owner: String, items: Int, bytes: Int) {
@@ -352,17 +441,44 @@ public actor Dispatcher {
         for r in results {
             if let entry = ledger.removeValue(forKey: r.id) { release(entry.owner, items: 1, bytes: Int64(entry.bytes)) }
         }
-        do {
-            let finished = try await store.complete(results)
-            await waiters.finished(finished)
-        } catch {
-            logger.error("cannot record results", metadata: ["error": "\(error)"])
+        let (forStore, finished) = live.complete(results)
+        for (waiter, entry) in finished {
+            entry.timer?.cancel()
+            waiter.resume(returning: entry)
+        }
+        if !lostAttempts.isEmpty { for r in results { lostAttempts.removeValue(forKey: r.id) } }
+        guard !forStore.isEmpty else { return }
+        await commit(forStore)
+    }
+
+    /// Group commit: results for stored tasks that land while a write is under way go together
+    /// in the next one, so a busy service writes once per round, not once per batch.
+    func commit(_ results: [ItemResult]) async {
+        storeBacklog += results
+        guard !committing else { return }
+        committing = true
+        defer { committing = false }
+        while !storeBacklog.isEmpty {
+            let group = storeBacklog
+            storeBacklog = []
+            do {
+                let finished = try await store.complete(group)
+                await waiters.finished(finished)
+            } catch {
+                logger.error("cannot record results", metadata: ["error": "\(error)", "items": "\(group.count)"])
+            }
         }
     }
 
     func requeue(_ batches: [InFlight], lostJob: UInt32, node: String) async {
         let ids = batches.flatMap { $0.items.map(\.id) }
-        let attempts = (try? await store.countAttempt(ids)) ?? [:]
+        // Counted in memory for every item, and in the store for those kept there (a restart keeps the count).
+        let stored = (try? await store.countAttempt(ids)) ?? [:]
+        var attempts: [UInt64: Int] = [:]
+        for id in ids {
+            lostAttempts[id, default: 0] += 1
+            attempts[id] = max(lostAttempts[id]!, stored[id] ?? 0)
+        }
         var failed: [ItemResult] = []
         for b in batches {
             var again: [QueuedItem] = []

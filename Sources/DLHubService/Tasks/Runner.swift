@@ -31,10 +31,18 @@ public final class Runner: Sendable {
     public struct Accepted: Sendable {
         public var taskID: String
         public var pool: String
+        /// Kept in memory until answered or its wait runs out (see `LiveTasks`).
+        public var live: Bool
     }
 
     /// Validates a run request against the servable's declared input type and queues it.
-    public func accept(_ reference: ServableReference, body: [UInt8], caller: Caller) async throws(DLHubError) -> Accepted {
+    ///
+    /// `live`: the caller will wait for the answer, so the task is kept in memory and written to
+    /// the store only if the wait runs out (`Dispatcher.persistLive`); otherwise it is durable
+    /// before this returns.
+    public func accept(
+        _ reference: ServableReference, body: [UInt8], caller: Caller, live: Bool = false
+    ) async throws(DLHubError) -> Accepted {
         let record = try await catalog.resolve(reference, caller: caller)
         if let w = record.withdrawal {
             throw DLHubError(
@@ -84,34 +92,39 @@ public final class Runner: Sendable {
         let payloads = inputs.map { $0.encoded() }
         let bytes = payloads.reduce(0) { $0 + $1.count }
         // Over quota: refused before anything is written.
-        try await dispatcher.reserve(owner: caller.login, items: payloads.count, bytes: bytes)
-        let itemIDs: [UInt64]
-        do {
-            itemIDs = try await store.accept(
-                .init(
-                    id: taskID, owner: caller.login, servable: "\(record.id)@\(record.version)", digest: record.digest, pool: pool.name,
-                    single: single, parameters: parameterBytes, inputs: payloads))
-        } catch {
-            await dispatcher.unreserve(owner: caller.login, items: payloads.count, bytes: bytes)
-            throw error
-        }
-        var items = zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1) }
-        await dispatcher.register(items)
-        let key = Self.queueKey(digest: record.digest, parameters: parameters)
-        if metadata.deterministic, request["cache"]?.boolValue ?? true {
-            items = await dispatcher.answerFromCache(key: key, items: items)
-        }
-        if !items.isEmpty {
-            let resolved = await environment(for: record, pool: pool)
-            if let failure = resolved.failure {
-                await dispatcher.fail(items, failure)
-            } else {
-                await dispatcher.enqueue(
-                    key: key, spec: spec(record, parameters, resolved.environment), metadata: metadata, pool: pool.name,
-                    parameters: parameterBytes, items: items, waitingFor: resolved.waitingFor)
+        let itemIDs = try await dispatcher.reserve(owner: caller.login, items: payloads.count, bytes: bytes)
+        let servable = "\(record.id)@\(record.version)"
+        var entry: LiveTasks.Entry?
+        if live {
+            // Answered from memory if it finishes within the wait; stored only if it does not.
+            entry = LiveTasks.Entry(
+                id: taskID, owner: caller.login, servable: servable, digest: record.digest, pool: pool.name, single: single,
+                parameters: parameterBytes, itemIDs: itemIDs, inputs: payloads)
+        } else {
+            do {
+                _ = try await store.accept(
+                    .init(
+                        id: taskID, owner: caller.login, servable: servable, digest: record.digest, pool: pool.name, single: single,
+                        parameters: parameterBytes, inputs: payloads, itemIDs: itemIDs))
+            } catch {
+                await dispatcher.unreserve(owner: caller.login, items: payloads.count, bytes: bytes)
+                throw error
             }
         }
-        return Accepted(taskID: taskID, pool: pool.name)
+        let items = zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1) }
+        let key = Self.queueKey(digest: record.digest, parameters: parameters)
+        let cached = metadata.deterministic && (request["cache"]?.boolValue ?? true)
+        let resolved = await environment(for: record, pool: pool)
+        let next: Dispatcher.Next
+        if let failure = resolved.failure {
+            next = .fail(failure)
+        } else {
+            next = .enqueue(
+                key: key, spec: spec(record, parameters, resolved.environment), metadata: metadata, pool: pool.name,
+                parameters: parameterBytes, waitingFor: resolved.waitingFor)
+        }
+        await dispatcher.submit(items, live: entry, cacheKey: cached ? key : nil, then: next)
+        return Accepted(taskID: taskID, pool: pool.name, live: live)
     }
 
     /// What a servable's workers run with: for a servable with its own Python environment, the
@@ -167,6 +180,7 @@ public final class Runner: Sendable {
     /// Queues again everything accepted before a restart and not yet answered, a page at a time
     /// (a store with millions of waiting items is not read into memory at once).
     public func restore() async throws(DLHubError) {
+        await dispatcher.startItemIDs(after: try await store.maxItemID())
         var after: UInt64 = 0
         var restored = 0
         while true {

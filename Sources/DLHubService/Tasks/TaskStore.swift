@@ -52,9 +52,15 @@ public final class TaskStore: Sendable {
         public var single: Bool
         public var parameters: [UInt8]
         public var inputs: [[UInt8]]
+        /// The items' ids, given by the service (nil: numbered by the store).
+        public var itemIDs: [UInt64]?
+        /// Outcomes already known (a task that was live in memory until its wait ran out).
+        public var outcomes: [ItemResult.Outcome?]
+        public var created: Double
 
         public init(
-            id: String, owner: String, servable: String, digest: String, pool: String, single: Bool, parameters: [UInt8], inputs: [[UInt8]]
+            id: String, owner: String, servable: String, digest: String, pool: String, single: Bool, parameters: [UInt8], inputs: [[UInt8]],
+            itemIDs: [UInt64]? = nil, outcomes: [ItemResult.Outcome?] = [], created: Double = Date().timeIntervalSince1970
         ) {
             self.id = id
             self.owner = owner
@@ -64,26 +70,58 @@ public final class TaskStore: Sendable {
             self.single = single
             self.parameters = parameters
             self.inputs = inputs
+            self.itemIDs = itemIDs
+            self.outcomes = outcomes
+            self.created = created
         }
     }
 
     /// Writes a task and its items in one transaction; returns the item ids in input order.
     public func accept(_ task: NewTask) async throws(DLHubError) -> [UInt64] {
         try await db.write { db in
+            let failed = task.outcomes.filter { if case .error? = $0 { return true } else { return false } }.count
+            let done = task.outcomes.filter { $0 != nil }.count
             try db.execute(
                 sql:
-                    "INSERT INTO tasks (id, owner, servable, digest, pool, single, parameters, item_count, remaining, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks (id, owner, servable, digest, pool, single, parameters, item_count, remaining, failed, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
                     task.id, task.owner, task.servable, task.digest, task.pool, task.single, Data(task.parameters), task.inputs.count,
-                    task.inputs.count, Date().timeIntervalSince1970,
+                    task.inputs.count - done, failed, task.created,
                 ])
             var ids: [UInt64] = []
-            let statement = try db.makeStatement(sql: "INSERT INTO items (task_id, idx, input) VALUES (?, ?, ?)")
-            for (i, input) in task.inputs.enumerated() {
-                try statement.execute(arguments: [task.id, i, Data(input)])
-                ids.append(UInt64(db.lastInsertedRowID))
+            if let given = task.itemIDs {
+                let statement = try db.makeStatement(
+                    sql: "INSERT INTO items (id, task_id, idx, input, state, output, error) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                for (i, input) in task.inputs.enumerated() {
+                    let outcome = i < task.outcomes.count ? task.outcomes[i] : nil
+                    var state = ItemState.queued
+                    var output: Data?
+                    var error: String?
+                    switch outcome {
+                    case .output(let bytes)?: (state, output) = (.done, Data(bytes))
+                    case .error(let message)?: (state, error) = (.failed, message)
+                    case nil: break
+                    }
+                    try statement.execute(arguments: [Int64(bitPattern: given[i]), task.id, i, Data(input), state, output, error])
+                }
+                ids = given
+            } else {
+                let statement = try db.makeStatement(sql: "INSERT INTO items (task_id, idx, input) VALUES (?, ?, ?)")
+                for (i, input) in task.inputs.enumerated() {
+                    try statement.execute(arguments: [task.id, i, Data(input)])
+                    ids.append(UInt64(db.lastInsertedRowID))
+                }
             }
             return ids
+        }
+    }
+
+    /// The largest item id ever given (ids are never reused, so a restarted service numbers on).
+    public func maxItemID() async throws(DLHubError) -> UInt64 {
+        try await db.read { db in
+            let used = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM items") ?? 0
+            let sequence = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'items'") ?? 0
+            return UInt64(max(0, used, sequence))
         }
     }
 

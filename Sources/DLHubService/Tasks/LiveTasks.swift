@@ -1,0 +1,159 @@
+import DLHubCore
+import Foundation
+
+/// Tasks that live in memory only: a run request with `?wait=S` is accepted here, not in the
+/// task store, and is answered from here when it finishes within its wait. Only when the wait
+/// runs out is the task written to the store (with what it has so far) and its id handed out,
+/// so whatever a client is given as a task id is durable, and a request answered at once costs
+/// no disk write. A live task lost in a crash was never acknowledged: its client saw the
+/// connection drop, not an id.
+///
+/// A plain value owned by the dispatcher (results land there): no I/O, so its rules are
+/// unit-tested without a service.
+public struct LiveTasks: Sendable {
+    public struct Entry: Sendable {
+        public var id: String
+        public var owner: String
+        public var servable: String
+        public var digest: String
+        public var pool: String
+        public var single: Bool
+        public var parameters: [UInt8]
+        public var created: Double
+        public var itemIDs: [UInt64]
+        public var inputs: [[UInt8]]
+        public var outcomes: [ItemResult.Outcome?]
+        public var remaining: Int
+        public var failed = 0
+        public var finished: Double?
+        /// Being written to the store: results that land meanwhile are kept in `late` and
+        /// recorded in the store once the task is there.
+        public var persisting = false
+        public var late: [ItemResult] = []
+        /// Could not be written to the store: forgotten when it finishes.
+        public var abandoned = false
+        public var waiter: CheckedContinuation<Entry?, Never>?
+        /// Ends the wait when it runs out (cancelled when the task finishes first).
+        public var timer: Task<Void, Never>?
+
+        public init(
+            id: String, owner: String, servable: String, digest: String, pool: String, single: Bool, parameters: [UInt8],
+            itemIDs: [UInt64], inputs: [[UInt8]], created: Double = Date().timeIntervalSince1970
+        ) {
+            self.id = id
+            self.owner = owner
+            self.servable = servable
+            self.digest = digest
+            self.pool = pool
+            self.single = single
+            self.parameters = parameters
+            self.created = created
+            self.itemIDs = itemIDs
+            self.inputs = inputs
+            outcomes = Array(repeating: nil, count: itemIDs.count)
+            remaining = itemIDs.count
+        }
+
+        /// The task as the store keeps it (for the moment its wait runs out).
+        public var newTask: TaskStore.NewTask {
+            TaskStore.NewTask(
+                id: id, owner: owner, servable: servable, digest: digest, pool: pool, single: single, parameters: parameters,
+                inputs: inputs, itemIDs: itemIDs, outcomes: outcomes, created: created)
+        }
+    }
+
+    private(set) var tasks: [String: Entry] = [:]
+    /// Which task, and which of its inputs, an item is.
+    private var items: [UInt64: (task: String, index: Int)] = [:]
+
+    public init() {}
+
+    public var count: Int { tasks.count }
+
+    public func task(_ id: String) -> Entry? { tasks[id] }
+
+    public mutating func add(_ task: Entry) {
+        tasks[task.id] = task
+        for (i, id) in task.itemIDs.enumerated() { items[id] = (task.id, i) }
+    }
+
+    /// Records the outcomes of live items. Returns the results that belong to the store (items
+    /// of durable tasks, and those of a task being written, for after it is there), and the
+    /// tasks this finished whose requests are waiting (to be resumed).
+    public mutating func complete(
+        _ results: [ItemResult]
+    ) -> (forStore: [ItemResult], finished: [(CheckedContinuation<Entry?, Never>, Entry)]) {
+        var forStore: [ItemResult] = []
+        var finished: [(CheckedContinuation<Entry?, Never>, Entry)] = []
+        for r in results {
+            guard let (taskID, index) = items[r.id], var task = tasks[taskID] else {
+                forStore.append(r)
+                continue
+            }
+            guard task.outcomes[index] == nil else { continue }  // answered already: the first answer stands
+            task.outcomes[index] = r.outcome
+            task.remaining -= 1
+            if case .error = r.outcome { task.failed += 1 }
+            if task.persisting { task.late.append(r) }
+            if task.remaining == 0, task.finished == nil {
+                task.finished = Date().timeIntervalSince1970
+                if let waiter = task.waiter {
+                    task.waiter = nil
+                    finished.append((waiter, task))
+                }
+                if task.abandoned {
+                    remove(taskID)
+                    continue
+                }
+            }
+            tasks[taskID] = task
+        }
+        return (forStore, finished)
+    }
+
+    /// Parks a waiting request on a task; false when the task is finished or unknown.
+    mutating func park(_ id: String, _ waiter: CheckedContinuation<Entry?, Never>) -> Bool {
+        guard var task = tasks[id], task.finished == nil, task.waiter == nil else { return false }
+        task.waiter = waiter
+        tasks[id] = task
+        return true
+    }
+
+    mutating func setTimer(_ id: String, _ timer: Task<Void, Never>) {
+        if tasks[id] != nil { tasks[id]!.timer = timer } else { timer.cancel() }
+    }
+
+    /// A task whose store write failed: nobody will collect it, so it goes when it finishes.
+    public mutating func abandon(_ id: String) {
+        guard let task = tasks[id] else { return }
+        if task.finished != nil {
+            remove(id)
+        } else {
+            tasks[id]!.persisting = false
+            tasks[id]!.abandoned = true
+        }
+    }
+
+    /// The parked request of a task, taken (its wait ran out).
+    mutating func unpark(_ id: String) -> CheckedContinuation<Entry?, Never>? {
+        guard let waiter = tasks[id]?.waiter else { return nil }
+        tasks[id]!.waiter = nil
+        return waiter
+    }
+
+    /// Marks a task as being written to the store; returns it as it stands.
+    public mutating func beginPersisting(_ id: String) -> Entry? {
+        guard tasks[id] != nil else { return nil }
+        tasks[id]!.persisting = true
+        tasks[id]!.late = []
+        return tasks[id]
+    }
+
+    /// Forgets a task (answered, or now in the store); returns it.
+    @discardableResult
+    public mutating func remove(_ id: String) -> Entry? {
+        guard let task = tasks.removeValue(forKey: id) else { return nil }
+        for item in task.itemIDs { items.removeValue(forKey: item) }
+        return task
+    }
+}
