@@ -16,6 +16,10 @@ public final class ServableCatalog: Sendable {
     /// once; withdrawal (which goes through this catalog) drops the cached copy.
     private let cache = RecordCache()
     private let problems = LockedBox<[Registry.Problem]>([])
+    /// The versions of each `owner/name` as the index has them, so that running `owner/name`
+    /// costs no query; dropped on every publish and withdrawal. `generation` counts those
+    /// changes, so a list read before a change is never kept after it.
+    private let versions = LockedBox<(generation: UInt64, lists: [String: [IndexEntry]])>((0, [:]))
     let publishes = Counter(label: "dlhub_publish_total")
     let withdrawals = Counter(label: "dlhub_withdraw_total")
 
@@ -52,6 +56,7 @@ public final class ServableCatalog: Sendable {
             logger.warning("skipping a registry entry", metadata: ["servable": "\(problem.servable)", "reason": "\(problem.reason)"])
         }
         try await index.rebuild(from: records)
+        indexChanged()
         self.problems.value = problems
         logger.info(
             "search index rebuilt from the registry",
@@ -78,6 +83,7 @@ public final class ServableCatalog: Sendable {
             try registry.publish(archive: archive, owner: owner, limits: limits)
         }
         try await index.add(record)
+        indexChanged()
         publishes.increment()
         logger.info(
             "published",
@@ -110,8 +116,27 @@ public final class ServableCatalog: Sendable {
 
     /// The versions of `owner/name` the caller may see (withdrawn ones included), from the index.
     public func visibleVersions(owner: String, name: String, caller: Caller) async throws(DLHubError) -> [IndexEntry] {
-        try await index.search(query: nil, owner: owner, name: name, includeWithdrawn: true).filter {
-            AccessPolicy.canSee(owner: $0.owner, visibleTo: $0.visibleTo, caller: caller)
+        let key = owner + "/" + name
+        let (generation, cached) = versions.update { ($0.generation, $0.lists[key]) }
+        let all: [IndexEntry]
+        if let cached {
+            all = cached
+        } else {
+            all = try await index.search(query: nil, owner: owner, name: name, includeWithdrawn: true)
+            versions.update {
+                guard $0.generation == generation else { return }
+                if $0.lists.count > 10_000 { $0.lists.removeAll() }
+                $0.lists[key] = all
+            }
+        }
+        return all.filter { AccessPolicy.canSee(owner: $0.owner, visibleTo: $0.visibleTo, caller: caller) }
+    }
+
+    /// The index changed: forget the version lists read from it.
+    func indexChanged() {
+        versions.update {
+            $0.generation += 1
+            $0.lists.removeAll()
         }
     }
 
@@ -159,6 +184,7 @@ public final class ServableCatalog: Sendable {
         }
         cache.remove("\(owner)/\(name)@\(version)")
         try await index.markWithdrawn(owner: owner, name: name, version: version)
+        indexChanged()
         withdrawals.increment()
         logger.info("withdrawn", metadata: ["servable": "\(record.id)@\(version)", "user": "\(caller.login)"])
         return try registry.record(owner: owner, name: name, version: version) ?? record
