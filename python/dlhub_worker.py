@@ -87,21 +87,26 @@ class NotVectorizable(Exception):
 
 
 def row_batch(call, to_array):
-    """call(rows) for a model with a free leading dimension, as a batch function."""
+    """call(rows) for a model with a free leading dimension, as a batch function: the rows of
+    every input go through one call, and the output rows are handed back by count."""
     def batch(inputs, **kw):
-        import numpy as np
-        arrays = [to_array(x) for x in inputs]
-        shape = arrays[0].shape[1:]
-        if any(a.ndim < 1 or a.shape[1:] != shape or a.dtype == object for a in arrays):
-            raise NotVectorizable("inputs differ in shape")
-        counts = [a.shape[0] for a in arrays]
-        output = call(np.concatenate(arrays), **kw)
+        if not all(isinstance(x, list) and x for x in inputs):
+            raise NotVectorizable("an input is not a non-empty list of rows")
+        counts = [len(x) for x in inputs]
+        array = to_array([row for x in inputs for row in x])
+        if array.dtype == object or array.ndim < 1 or array.shape[0] != sum(counts):
+            raise NotVectorizable("the inputs' rows do not make one array")
+        output = call(array, **kw)
         if hasattr(output, "detach") and hasattr(output, "cpu"):  # torch tensor
             output = output.detach().cpu().numpy()
-        output = np.asarray(output)
-        if output.ndim < 1 or output.shape[0] != sum(counts):
+        if getattr(output, "ndim", 0) < 1 or len(output) != array.shape[0]:
             raise NotVectorizable("the output does not have one row per input row")
-        return np.split(output, np.cumsum(counts)[:-1])
+        rows = output.tolist()
+        parts, start = [], 0
+        for n in counts:
+            parts.append(rows[start:start + n])
+            start += n
+        return parts
     return batch
 
 
@@ -135,13 +140,16 @@ class Servable:
             self.call_batch = None
 
     def run_batch(self, inputs, parameters):
-        """One JSON-encoded result per input: {"output": ...} or {"error": ...}."""
+        """The batch's results as a JSON array, one {"output": ...} or {"error": ...} per input."""
         if self.call_batch is not None and len(inputs) > 1:
             try:
                 outputs = self.call_batch(inputs, **parameters)
                 if len(outputs) != len(inputs):
                     raise NotVectorizable("the batch method returned %d outputs for %d inputs" % (len(outputs), len(inputs)))
-                return [encode_output(output) for output in outputs]
+                try:  # plain values: the whole batch through the C encoder at once
+                    return ENCODER.encode([{"output": output} for output in outputs])
+                except (TypeError, ValueError):
+                    return "[" + ",".join(encode_output(output) for output in outputs) + "]"
             except Exception:
                 pass  # one call could not take them all: each input runs alone and fails alone
         results = []
@@ -150,7 +158,7 @@ class Servable:
                 results.append(encode_output(self.call(x, **parameters)))
             except Exception as error:
                 results.append(encode_error(error))
-        return results
+        return "[" + ",".join(results) + "]"
 
     def load_function(self, directory, metadata):
         module = importlib.import_module(self.details["module"])
@@ -215,9 +223,21 @@ class Servable:
         return lambda x, **kw: model.predict(np.asarray(x), verbose=0, **kw)
 
 
+ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def encode_output(output):
-    """{"output": ...} as JSON text, encoded once."""
-    return '{"output":' + json.dumps(to_json(output), allow_nan=False, separators=(",", ":")) + "}"
+    """{"output": ...} as JSON text, encoded once (plain Python values go straight to the C
+    encoder; arrays, tensors and other types through to_json)."""
+    if hasattr(output, "tolist") and not hasattr(output, "detach"):
+        output = output.tolist()
+    try:
+        text = ENCODER.encode(output)
+    except ValueError:
+        raise ValueError("the output contains NaN or infinity, which JSON cannot carry")
+    except TypeError:
+        text = ENCODER.encode(to_json(output))
+    return '{"output":' + text + "}"
 
 
 def encode_error(error):
@@ -245,7 +265,7 @@ def main():
         parameters = dict(servable.defaults)
         parameters.update(request.get("parameters") or {})
         results = servable.run_batch(request.get("inputs", []), parameters)
-        PROTOCOL_OUT.write('{"batch":%s,"results":[%s]}\n' % (json.dumps(request.get("batch")), ",".join(results)))
+        PROTOCOL_OUT.write('{"batch":%s,"results":%s}\n' % (json.dumps(request.get("batch")), results))
         PROTOCOL_OUT.flush()
     return 0
 

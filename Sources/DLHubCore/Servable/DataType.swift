@@ -131,6 +131,26 @@ extension DataType {
     /// Used before a request is queued, so that a wrong shape is a 400 for the caller and never
     /// reaches a worker.
     public func check(_ value: JSONValue, at path: String = "input") -> String? {
+        // The common case first, without building a path string per element; the message is
+        // worked out only for an input that does not conform.
+        if case .ndarray(let shape?, let item) = self, conforms(value, shape: shape[...], item: item) { return nil }
+        return explain(value, at: path)
+    }
+
+    private func conforms(_ value: JSONValue, shape: ArraySlice<Int?>, item: DataType?) -> Bool {
+        guard let dim = shape.first else {
+            if value.arrayValue != nil { return false }
+            if let item { return item.check(value, at: "") == nil }
+            return isScalar(value)
+        }
+        guard let items = value.arrayValue else { return false }
+        if let size = dim, items.count != size { return false }
+        let rest = shape.dropFirst()
+        for v in items where !conforms(v, shape: rest, item: item) { return false }
+        return true
+    }
+
+    private func explain(_ value: JSONValue, at path: String) -> String? {
         switch self {
         case .ndarray(let shape, let item):
             if let shape { return checkArray(value, shape: shape[...], item: item, path: path) }

@@ -564,7 +564,7 @@ public actor Dispatcher {
                 Batch(
                     id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
                     items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
-        for item in items { runningTasks[item.taskID, default: 0] += 1 }
+        for (task, n) in Self.runs(items) { runningTasks[task, default: 0] += n }
         itemsDispatched.increment(by: items.count)
         batchesDispatched.increment()
     }
@@ -642,13 +642,22 @@ public actor Dispatcher {
 
     /// Items of `batch` left the pilots (answered, or back to the queue).
     func landed(_ items: [QueuedItem]) {
-        for item in items {
-            if let n = runningTasks[item.taskID], n > 1 {
-                runningTasks[item.taskID] = n - 1
+        for (task, n) in Self.runs(items) {
+            if let held = runningTasks[task], held > n {
+                runningTasks[task] = held - n
             } else {
-                runningTasks.removeValue(forKey: item.taskID)
+                runningTasks.removeValue(forKey: task)
             }
         }
+    }
+
+    /// Items counted by task, a run of neighbours at a time (a batch holds long runs of one task).
+    static func runs(_ items: [QueuedItem]) -> [(String, Int)] {
+        var out: [(String, Int)] = []
+        for item in items {
+            if let last = out.last, last.0 == item.taskID { out[out.count - 1].1 += 1 } else { out.append((item.taskID, 1)) }
+        }
+        return out
     }
 
     func updateGauge() {

@@ -86,11 +86,16 @@ public struct LiveTasks: Sendable {
         var forStore: [ItemResult] = []
         var finished: [(CheckedContinuation<Entry?, Never>, Entry)] = []
         for r in results {
-            guard let (taskID, index) = items[r.id], var task = tasks[taskID] else {
+            // Moved out of the table while it changes, so its arrays are not copied per result.
+            guard let (taskID, index) = items[r.id], var task = tasks.removeValue(forKey: taskID) else {
                 forStore.append(r)
                 continue
             }
-            guard task.outcomes[index] == nil else { continue }  // answered already: the first answer stands
+            defer { if task.abandoned && task.finished != nil { remove(taskID) } }
+            guard task.outcomes[index] == nil else {  // answered already: the first answer stands
+                tasks[taskID] = task
+                continue
+            }
             task.outcomes[index] = r.outcome
             task.remaining -= 1
             if case .error = r.outcome { task.failed += 1 }
@@ -100,10 +105,6 @@ public struct LiveTasks: Sendable {
                 if let waiter = task.waiter {
                     task.waiter = nil
                     finished.append((waiter, task))
-                }
-                if task.abandoned {
-                    remove(taskID)
-                    continue
                 }
             }
             tasks[taskID] = task
