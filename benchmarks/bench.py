@@ -15,7 +15,8 @@ Figures, for each system and workload:
   memoized hit p50                          (DLHub: the result cache; Parsl: app memoization)
   cold start                                (empty cluster to the first result)
   CPU seconds per 1,000 requests            (service, pilot and workers; Parsl: DataFlowKernel,
-                                             interchange and worker pool)
+                                             interchange and worker pool), and of the service
+                                             alone (dlhubd; Parsl: DataFlowKernel and interchange)
 
 Run through benchmarks/run, which starts the cluster and a dlhubd as the service account.
 """
@@ -120,13 +121,14 @@ def run_dlhub(a, d, workloads):
         figures["%s latency p50 (ms)" % w] = lat["p50_us"] / 1000
         figures["%s latency p99 (ms)" % w] = lat["p99_us"] / 1000
         for c in a.concurrency:
-            before = cpu_seconds(d.processes())
+            before, service_before = cpu_seconds(d.processes()), cpu_seconds([d.dlhubd_pid])
             s = d.wrk(servable, body, c)
-            used = cpu_seconds(d.processes()) - before
+            used, service_used = cpu_seconds(d.processes()) - before, cpu_seconds([d.dlhubd_pid]) - service_before
             failures += s["status_errors"] + s["socket_errors"]
             figures["%s throughput c=%d (req/s)" % (w, c)] = s["rps"]
             if c == 64:
                 figures["%s CPU s per 1000 requests (c=64)" % w] = used / max(1, s["requests"]) * 1000
+                figures["%s service-only CPU s per 1000 requests (c=64)" % w] = service_used / max(1, s["requests"]) * 1000
         for n in a.inputs:
             inputs = [[ROWS[i % 4]] for i in range(n)]
             s = d.wrk(servable, {"inputs": inputs, "cache": False}, 1)
@@ -221,12 +223,15 @@ def run_parsl(a, model, workdir):
             figures["%s latency p99 (ms)" % w] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
             for c in a.concurrency:
                 before = cpu_seconds(interchange() + [os.getpid()])
+                service_before = cpu_seconds(pids_matching("interchange.py") + [os.getpid()])
                 done, elapsed, errors = closed_loop(lambda i: app([ROWS[1]]), c, a.seconds)
                 used = cpu_seconds(interchange() + [os.getpid()]) - before
+                service_used = cpu_seconds(pids_matching("interchange.py") + [os.getpid()]) - service_before
                 failures += errors
                 figures["%s throughput c=%d (req/s)" % (w, c)] = done / elapsed
                 if c == 64:
                     figures["%s CPU s per 1000 requests (c=64)" % w] = used / max(1, done) * 1000
+                    figures["%s service-only CPU s per 1000 requests (c=64)" % w] = service_used / max(1, done) * 1000
             for n in a.inputs:
                 rows = [ROWS[i % 4] for i in range(n)]
                 lat = serial(lambda i: app(rows), max(3, min(50, 20000 // n)))
