@@ -261,6 +261,10 @@ extension ClusterServingTests {
             // Opting out runs it again.
             #expect(try await h.api.run(id, ["input": 1, "cache": false]).status == 200)
             #expect(try await hits() == 2)
+            // ... and adds nothing to the cache: the same input sent normally afterwards is a miss.
+            #expect(try await h.api.run(id, ["input": 7, "cache": false]).status == 200)
+            #expect(try await h.api.run(id, ["input": 7]).status == 200)
+            #expect(try await hits() == 2)
             #expect(try await h.api.send("POST", "/v1/servables/\(id)/run", json: ["input": 1, "cache": "yes"]).status == 400)
         }
 

@@ -21,12 +21,16 @@ public actor Dispatcher {
         public var owner: String
         /// The input as JSON bytes, forwarded to the pilot as they are.
         public var payload: [UInt8]
+        /// Its output may go to the result cache (a deterministic servable, and the request did
+        /// not say `"cache": false`).
+        public var cacheable: Bool
 
-        public init(id: UInt64, taskID: String, owner: String, payload: [UInt8]) {
+        public init(id: UInt64, taskID: String, owner: String, payload: [UInt8], cacheable: Bool = true) {
             self.id = id
             self.taskID = taskID
             self.owner = owner
             self.payload = payload
+            self.cacheable = cacheable
         }
     }
 
@@ -426,10 +430,10 @@ public actor Dispatcher {
         var answered = results.items.filter { expected.contains($0.id) }
         let missing = expected.subtracting(answered.map(\.id))
         answered += missing.map { ItemResult(id: $0, outcome: .error("the pilot returned no result for this item")) }
-        if batch.deterministic {
+        if batch.deterministic, batch.items.contains(where: \.cacheable) {
             let inputs = Dictionary(uniqueKeysWithValues: batch.items.map { ($0.id, $0) })
             for r in answered {
-                if case .output(let bytes) = r.outcome, let item = inputs[r.id] {
+                if case .output(let bytes) = r.outcome, let item = inputs[r.id], item.cacheable {
                     cache.put(ResultCache.key(batch.key, item.owner, item.payload), bytes)
                 }
             }

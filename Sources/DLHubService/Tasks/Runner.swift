@@ -111,9 +111,12 @@ public final class Runner: Sendable {
                 throw error
             }
         }
-        let items = zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1) }
         let key = Self.queueKey(digest: record.digest, parameters: parameters)
+        // `"cache": false` keeps the request out of the cache both ways: not answered from it, not added to it.
         let cached = metadata.deterministic && (request["cache"]?.boolValue ?? true)
+        let items = zip(itemIDs, payloads).map {
+            Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1, cacheable: cached)
+        }
         let resolved = await environment(for: record, pool: pool)
         let next: Dispatcher.Next
         if let failure = resolved.failure {
