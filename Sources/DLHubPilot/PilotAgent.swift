@@ -42,6 +42,7 @@ public actor PilotAgent {
             l.python = python
             l.workerScript = workerScript
             l.memoryMB = memoryMB
+            l.maxWorkers = maxWorkers
             return l
         }
     }

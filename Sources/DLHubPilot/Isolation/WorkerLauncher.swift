@@ -20,6 +20,15 @@ struct WorkerLauncher: Sendable {
         var scratchRoot = NSTemporaryDirectory()
         /// The pilot's memory (MB): a worker that declares none may use up to this much.
         var memoryMB = 0
+        /// Workers this pilot may keep: the process limit makes room for all of them.
+        var maxWorkers = 8
+
+        /// The process limit given to each worker. RLIMIT_NPROC counts every process and thread
+        /// of the service account on the node, not the worker's own, so it must leave room for
+        /// the pilot's other workers (found at 500 workers: a fixed 1024 made their sandboxes
+        /// fail to fork). It still stops a fork bomb at a bounded size; a per-worker count
+        /// needs a cgroup `pids.max`, which the service account is not delegated here.
+        var processLimit: Int { 1024 + 64 * max(1, maxWorkers) }
     }
 
     /// A worker ready to start.
@@ -146,7 +155,8 @@ struct WorkerLauncher: Sendable {
             program: program, servableDirectory: spec.directory, readOnlyPaths: readOnly, scratchDirectory: scratch,
             environment: environment, devices: devices, network: settings.workerNetwork || spec.environment.network,
             limits: WorkerLimits(
-                memoryBytes: memoryMB > 0 ? UInt64(memoryMB) * 1_048_576 : nil, tmpBytes: UInt64(max(1, settings.workerTmpMB)) * 1_048_576))
+                memoryBytes: memoryMB > 0 ? UInt64(memoryMB) * 1_048_576 : nil, processes: settings.processLimit,
+                tmpBytes: UInt64(max(1, settings.workerTmpMB)) * 1_048_576))
         switch mode {
         case .none:
             let direct = sandbox.directCommand(prlimit: prlimitPath)
