@@ -103,6 +103,9 @@ final class WorkerProcess: @unchecked Sendable {
         return (reply, stderrLog.take())
     }
 
+    /// Read buffer for both pipes (reused: a worker's replies are read on its own queue, one at a time).
+    private var chunk = [UInt8](repeating: 0, count: 65536)
+
     private func readLine(timeout: Double) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(timeout)
         let outFD = stdoutPipe.fileHandleForReading.fileDescriptor
@@ -129,7 +132,6 @@ final class WorkerProcess: @unchecked Sendable {
             if ready <= 0 { continue }
             if errOpen, fds[1].revents != 0 { errOpen = readStderr(errFD) }
             guard fds[0].revents != 0 else { continue }
-            var chunk = [UInt8](repeating: 0, count: 65536)
             let n = read(outFD, &chunk, chunk.count)
             // Closed stdout: the worker died, or closed it and lingers; either way it is done.
             if n <= 0 { throw exitFailure() }
@@ -144,7 +146,6 @@ final class WorkerProcess: @unchecked Sendable {
 
     /// Reads what is waiting on stderr without blocking; false once it is closed.
     private func readStderr(_ fd: Int32) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = read(fd, &chunk, chunk.count)
             if n > 0 {

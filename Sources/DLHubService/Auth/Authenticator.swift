@@ -41,6 +41,10 @@ public struct Authenticator: Sendable {
     /// This service's name for munge payloads: a credential whose payload names another service
     /// was made for that service and is refused here (it may be a replay).
     public let serviceID: String
+    /// Tokens already verified, with their caller and expiry: a token is checked (HMAC, claims)
+    /// once, not on every request. Keyed by the whole signed string, so only that exact token
+    /// hits; bounded, and emptied when full.
+    let verified = LockedBox<[String: (caller: Caller, expires: Int64)]>([:])
 
     public init(munge: any MungeVerifying, tokens: TokenSigner, tokenLifetimeSeconds: Int, serviceID: String = "") {
         self.munge = munge
@@ -72,7 +76,15 @@ public struct Authenticator: Sendable {
             }
             return caller
         case "bearer" where allowToken:
-            return try tokens.verify(String(parts[1]), now: Int64(Date().timeIntervalSince1970)).caller
+            let token = String(parts[1])
+            let now = Int64(Date().timeIntervalSince1970)
+            if let hit = verified.update({ $0[token] }), hit.expires > now { return hit.caller }
+            let checked = try tokens.verify(token, now: now)
+            verified.update {
+                if $0.count >= 10_000 { $0.removeAll() }
+                $0[token] = (checked.caller, checked.expires)
+            }
+            return checked.caller
         case "bearer":
             throw DLHubError(
                 .unauthenticated, "a token is obtained with a munge credential, not another token: send `Authorization: Munge $(munge -n)`")
