@@ -130,6 +130,19 @@ public actor PilotAgent {
     func unload(_ key: String) {
         guard let r = residents.removeValue(forKey: key) else { return }
         r.idle.forEach { retire($0) }
+        // Batches that had not started are answered, not dropped (running ones finish on their workers).
+        for batch in r.queue {
+            let results = BatchResults(
+                batchID: batch.id,
+                items: batch.items.map {
+                    ItemResult(
+                        id: $0.id,
+                        outcome: .error(
+                            "the servable was unloaded from this pilot before this input ran (its environment is being rebuilt); send it again"
+                        ))
+                })
+            Task { await finish(batch, results) }
+        }
     }
 
     var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } }

@@ -127,6 +127,8 @@ public actor EnvironmentStore {
         guard let entry = entries[id] else { throw DLHubError(.notFound, "no environment \(id); `dlhub env ls` lists them") }
         if case .building = entry.status { return entry.status }
         let root = self.root
+        // Workers running in it are stopped first (the dispatcher unloads them).
+        await listener?(id, .building(since: Date()))
         try await BlockingIO.run { () throws(DLHubError) in Self.remove(id, in: root) }
         entries[id]?.status = .building(since: Date())
         schedule(id)

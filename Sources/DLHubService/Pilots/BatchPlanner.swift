@@ -102,6 +102,11 @@ struct BatchPlanner {
         queues[key]!.head = 0
     }
 
+    /// Holds a queue until its environment (being rebuilt) is ready again.
+    mutating func hold(_ key: String, for environment: String) {
+        queues[key]?.waitingForEnvironment = environment
+    }
+
     mutating func setEnvironment(_ key: String, interpreter: String) {
         queues[key]?.spec.environment.interpreter = interpreter
         queues[key]?.waitingForEnvironment = nil

@@ -106,6 +106,8 @@ public actor Dispatcher {
     var lostAttempts: [UInt64: Int] = [:]
     /// Results for stored tasks waiting for the write under way (see `commit`).
     var storeBacklog: [ItemResult] = []
+    /// The interpreter each servable key's workers run (its environment), for rebuilds.
+    var interpreters: [String: String] = [:]
     var committing = false
     /// Attempts after which an item whose pilots keep vanishing is failed.
     let maxAttempts = 3
@@ -291,6 +293,7 @@ public actor Dispatcher {
                     + (key.contains("+") ? "(params)" : ""),
                 owner: metadata.owner ?? "", visibleTo: metadata.visibleTo)
         }
+        if let interpreter = spec.environment.interpreter, !interpreter.isEmpty { interpreters[key] = interpreter }
         planner.add(
             key,
             template: BatchPlanner.Queue(
@@ -605,6 +608,7 @@ public actor Dispatcher {
             switch status {
             case .ready(let interpreter):
                 planner.setEnvironment(key, interpreter: interpreter)
+                interpreters[key] = interpreter
             case .failed(let message):
                 await fail(planner.drain(key), message)
                 planner.setEnvironment(key, interpreter: "")
@@ -612,8 +616,23 @@ public actor Dispatcher {
                 break
             }
         }
+        if case .building = status { environmentRebuilding(id) }
         updateGauge()
         pump()
+    }
+
+    /// An environment is being rebuilt (its directory is about to be replaced): the workers
+    /// that run in it are unloaded from their pilots, and its queues wait for the new build, so
+    /// no request reaches a worker whose environment vanished under it.
+    func environmentRebuilding(_ id: String) {
+        let marker = "/" + id + "/"
+        for (key, interpreter) in interpreters where interpreter.contains(marker) {
+            planner.hold(key, for: id)
+            for (sid, session) in sessions where session.loaded.contains(key) {
+                sessions[sid]!.loaded.remove(key)
+                session.outbound.yield(.unload(key: key))
+            }
+        }
     }
 
     /// Whether a servable version's queue is waiting for its environment.
