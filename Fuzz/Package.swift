@@ -4,7 +4,12 @@
 // builds every Swift target, the project's included, with -sanitize=fuzzer,address (passed on
 // the command line, so the code under test is instrumented, not only the targets) and runs each
 // target on its corpus.
+import Foundation
 import PackageDescription
+
+// The project is the package in the parent directory; SwiftPM names a path dependency after its
+// directory, which is whatever the clone is called.
+let project = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().lastPathComponent.lowercased()
 
 // The entry point is each target's own `<Target>_main` (handing over to libFuzzer), not top-level code.
 let library: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
@@ -18,7 +23,7 @@ let package = Package(
             .executableTarget(
                 name: name,
                 dependencies: [
-                    "FuzzSupport", .product(name: "DLHubCore", package: "main"), .product(name: "DLHubArchive", package: "main"),
+                    "FuzzSupport", .product(name: "DLHubCore", package: project), .product(name: "DLHubArchive", package: project),
                 ],
                 path: "Sources/\(name)", swiftSettings: library, linkerSettings: link)
         }
