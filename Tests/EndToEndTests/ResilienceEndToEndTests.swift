@@ -37,6 +37,17 @@ extension ClusterServingTests {
             }
         }
 
+        /// Each task (input i) finishes after the restart with 2i, and the store agrees.
+        func expectDoubled(_ taskIDs: [Int: String], from h: ServingHarness) async throws {
+            for (i, task) in taskIDs {
+                var reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
+                let deadline = Date().addingTimeInterval(120)
+                while reply.status == 202, Date() < deadline { reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=10") }
+                #expect(reply.json["output"] == .int(Int64(2 * i)), "task \(i): \(reply.json)")
+            }
+            try checkStore(h)
+        }
+
         /// Every stored item answered exactly once, read from the service's own task store (tasks
         /// answered within their wait are never stored: their answers are checked over HTTP).
         func checkStore(_ h: ServingHarness) throws {
@@ -121,13 +132,7 @@ extension ClusterServingTests {
             h.service.kill()  // SIGKILL, with the tasks whose ids were handed out queued or running
             h = try await ServingHarness(directory: dir)
             defer { h.stop() }
-            for (i, task) in taskIDs {
-                var reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
-                let deadline = Date().addingTimeInterval(120)
-                while reply.status == 202, Date() < deadline { reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=10") }
-                #expect(reply.json["output"] == .int(Int64(2 * i)), "task \(i): \(reply.json)")
-            }
-            try checkStore(h)
+            try await expectDoubled(taskIDs, from: h)
         }
 
         @Test func serviceKilledWithQueuedTasksCompletesThemAfterRestart() async throws {
@@ -146,13 +151,7 @@ extension ClusterServingTests {
             h.service.kill()  // SIGKILL, with the tasks queued or running
             h = try await ServingHarness(directory: dir)
             defer { h.stop() }
-            for (i, task) in taskIDs {
-                var reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
-                let deadline = Date().addingTimeInterval(120)
-                while reply.status == 202, Date() < deadline { reply = try await h.api.send("GET", "/v1/tasks/\(task)?wait=10") }
-                #expect(reply.json["output"] == .int(Int64(2 * i)), "task \(i): \(reply.json)")
-            }
-            try checkStore(h)
+            try await expectDoubled(taskIDs, from: h)
         }
 
         @Test(.timeLimit(.minutes(10)))
