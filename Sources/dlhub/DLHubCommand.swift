@@ -12,7 +12,8 @@ struct DLHubCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
-            WithdrawCommand.self, RunCommand.self, StatusCommand.self, LogsCommand.self, PilotsCommand.self, EnvCommand.self,
+            WithdrawCommand.self, RunCommand.self, StatusCommand.self, TasksCommand.self, CancelCommand.self, LogsCommand.self,
+            PilotsCommand.self, EnvCommand.self,
             LoginCommand.self, WhoAmICommand.self, AdminCommand.self,
         ])
 }

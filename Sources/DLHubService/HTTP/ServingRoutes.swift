@@ -39,6 +39,34 @@ struct ServingRoutes: Sendable {
             if task.finished == nil { _ = await waiters.wait(for: id, seconds: wait) }
             return try await taskResponse(id, caller: caller)
         }
+        router.get("/v1/tasks") { request, context in
+            let caller = try context.requireCaller()
+            let limitText = request.uri.queryParameters.get("limit")
+            guard let limit = limitText.map({ Int($0) }) ?? 50, (1...1000).contains(limit) else {
+                throw DLHubError(.badRequest, "limit must be a whole number from 1 to 1000, e.g. ?limit=20")
+            }
+            let tasks = try await store.tasks(owner: caller.login, limit: limit)
+            var documents: [JSONValue] = []
+            for task in tasks {
+                let running = task.finished == nil ? await runner.dispatcher.isRunning(task.id) : false
+                documents.append(task.json(running: running))
+            }
+            return Response.json(["tasks": .array(documents)])
+        }
+        router.post("/v1/tasks/{id}/cancel") { _, context in
+            let caller = try context.requireCaller()
+            let id = try APIRoutes.parameter("id", context)
+            // Only the owner may cancel, and nobody else learns that the task exists.
+            guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
+            guard task.finished == nil else {
+                throw DLHubError(.conflict, "task \(id) already finished (\(task.status ?? "finished")); there is nothing to cancel")
+            }
+            let outcome = try await runner.dispatcher.cancel(id, message: "cancelled by \(caller.login) before it ran")
+            let counts: [String: JSONValue] = [
+                "cancelled_items": .int(Int64(outcome.cancelled)), "running_items": .int(Int64(outcome.running)),
+            ]
+            return Response.json(try await taskDocument(id, caller: caller, extra: counts).0)
+        }
         router.get("/v1/servables/{owner}/{name}/logs") { _, context in
             let caller = try context.requireCaller()
             let record = try await runner.catalog.resolve(try APIRoutes.reference(context), caller: caller)
@@ -114,6 +142,12 @@ struct ServingRoutes: Sendable {
     }
 
     func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
+        let (document, finished) = try await taskDocument(id, caller: caller)
+        return Response.json(document, status: finished ? .ok : .accepted)
+    }
+
+    /// A task as its owner sees it, and whether it has finished.
+    func taskDocument(_ id: String, caller: Caller, extra more: [String: JSONValue] = [:]) async throws(DLHubError) -> (JSONValue, Bool) {
         guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
         var extra: [String: JSONValue] = [:]
         var running = false
@@ -127,6 +161,7 @@ struct ServingRoutes: Sendable {
                 extra["waiting_for"] = waiting
             }
         }
-        return Response.json(task.json(running: running, extra: extra), status: task.finished == nil ? .accepted : .ok)
+        extra.merge(more) { _, new in new }
+        return (task.json(running: running, extra: extra), task.finished != nil)
     }
 }

@@ -8,6 +8,7 @@ extension TaskRecord {
             "status": .string(status ?? (running ? "running" : "queued")),
             "created": .double(created), "items": .int(Int64(itemCount)), "remaining": .int(Int64(remaining)),
         ]
+        if let cancelled { out["cancelled"] = .double(cancelled) }
         if let finished { out["finished"] = .double(finished); out["seconds"] = .double(finished - created) }
         if finished != nil {
             func value(_ item: Item) -> JSONValue { item.output.flatMap { try? JSONValue.parse($0) } ?? .null }

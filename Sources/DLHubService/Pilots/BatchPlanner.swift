@@ -102,6 +102,21 @@ struct BatchPlanner {
         queues[key]!.head = 0
     }
 
+    /// Takes a task's pending items out of a queue (it was cancelled); returns their ids.
+    mutating func remove(_ key: String, task taskID: String) -> [UInt64] {
+        guard let q = queues[key] else { return [] }
+        var removed: [UInt64] = []
+        let kept = q.items[q.head...].filter { item in
+            guard item.taskID == taskID else { return true }
+            removed.append(item.id)
+            return false
+        }
+        guard !removed.isEmpty else { return [] }
+        queues[key]!.items = Array(kept)
+        queues[key]!.head = 0
+        return removed
+    }
+
     /// Holds a queue until its environment (being rebuilt) is ready again.
     mutating func hold(_ key: String, for environment: String) {
         queues[key]?.waitingForEnvironment = environment

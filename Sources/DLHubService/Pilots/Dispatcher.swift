@@ -648,6 +648,27 @@ public actor Dispatcher {
         pump()
     }
 
+    /// Cancels a stored task: its items that are not on a pilot now (queued here, or still only
+    /// in the store) are failed with `message` and never run; items already running finish and
+    /// are answered as usual. Returns how many items were cancelled and how many were running.
+    public func cancel(_ taskID: String, message: String) async throws(DLHubError) -> (cancelled: Int, running: Int) {
+        for key in planner.queues.keys { _ = planner.remove(key, task: taskID) }
+        var running = Set<UInt64>()
+        for session in sessions.values {
+            for batch in session.inFlight.values { for item in batch.items where item.taskID == taskID { running.insert(item.id) } }
+        }
+        try await store.markCancelled(taskID)
+        let cancelled = try await store.unanswered(task: taskID).filter { !running.contains($0) }
+        for id in cancelled {
+            if let entry = ledger.removeValue(forKey: id) { release(entry.owner, items: 1, bytes: Int64(entry.bytes)) }
+        }
+        let finished = try await store.complete(cancelled.map { ItemResult(id: $0, outcome: .error(message)) })
+        await waiters.finished(finished)
+        updateGauge()
+        pump()
+        return (cancelled.count, running.count)
+    }
+
     /// Fails accepted items at once, with one message.
     public func fail(_ items: [QueuedItem], _ message: String) async {
         guard !items.isEmpty else { return }

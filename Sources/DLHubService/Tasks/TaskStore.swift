@@ -40,6 +40,13 @@ public final class TaskStore: Sendable {
         migrations.registerMigration("v2-unfinished-by-age") { db in
             try db.execute(sql: "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks(created) WHERE finished IS NULL")
         }
+        migrations.registerMigration("v3-cancel-and-list") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE tasks ADD COLUMN cancelled REAL;
+                    CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, created);
+                    """)
+        }
         db = try LocalDatabase(path: path, name: "task store", durability: durable ? .full : .normal, migrations: migrations)
     }
 
@@ -157,6 +164,37 @@ public final class TaskStore: Sendable {
         }
     }
 
+    /// Ids of a task's items not answered yet.
+    public func unanswered(task id: String) async throws(DLHubError) -> [UInt64] {
+        try await db.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM items WHERE task_id = ? AND state = ?", arguments: [id, ItemState.queued])
+                .map { UInt64(bitPattern: $0) }
+        }
+    }
+
+    /// Marks a task cancelled by its owner (its unanswered items are failed separately).
+    public func markCancelled(_ id: String, at time: Double = Date().timeIntervalSince1970) async throws(DLHubError) {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE tasks SET cancelled = ? WHERE id = ? AND cancelled IS NULL", arguments: [time, id])
+        }
+    }
+
+    /// A user's tasks, newest first, without their items.
+    public func tasks(owner: String, limit: Int) async throws(DLHubError) -> [TaskRecord] {
+        try await db.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM tasks WHERE owner = ? ORDER BY created DESC LIMIT ?", arguments: [owner, max(1, limit)]
+            ).map { Self.record($0, items: []) }
+        }
+    }
+
+    static func record(_ t: Row, items: [TaskRecord.Item]) -> TaskRecord {
+        TaskRecord(
+            id: t["id"], owner: t["owner"], servable: t["servable"], digest: t["digest"], pool: t["pool"], single: t["single"],
+            itemCount: t["item_count"], remaining: t["remaining"], failed: t["failed"], created: t["created"], finished: t["finished"],
+            cancelled: t["cancelled"], items: items)
+    }
+
     /// Counts an attempt on items whose pilot was lost; returns their attempt counts.
     public func countAttempt(_ itemIDs: [UInt64]) async throws(DLHubError) -> [UInt64: Int] {
         try await db.write { db in
@@ -206,10 +244,7 @@ public final class TaskStore: Sendable {
                         state: TaskStore.ItemState(rawValue: row["state"]) ?? .queued, output: (row["output"] as Data?).map { Array($0) },
                         error: row["error"])
                 }
-            return TaskRecord(
-                id: t["id"], owner: t["owner"], servable: t["servable"], digest: t["digest"], pool: t["pool"], single: t["single"],
-                itemCount: t["item_count"], remaining: t["remaining"], failed: t["failed"], created: t["created"],
-                finished: t["finished"], items: items)
+            return Self.record(t, items: items)
         }
     }
 
@@ -256,6 +291,8 @@ public struct TaskRecord: Sendable {
     public var failed: Int
     public var created: Double
     public var finished: Double?
+    /// When its owner cancelled it (items not yet running were failed then).
+    public var cancelled: Double?
     public var items: [Item]
 
     public struct Item: Sendable {
@@ -264,10 +301,11 @@ public struct TaskRecord: Sendable {
         public var error: String?
     }
 
-    /// `completed`, `failed` or `completed_with_errors` once finished; before that the service
+    /// `completed`, `failed`, `completed_with_errors` or `cancelled` once finished; before that the service
     /// says `queued` or `running` from what its dispatcher holds.
     public var status: String? {
         guard finished != nil else { return nil }
+        if cancelled != nil, failed > 0 { return "cancelled" }
         return failed == 0 ? "completed" : (failed == itemCount ? "failed" : "completed_with_errors")
     }
 }

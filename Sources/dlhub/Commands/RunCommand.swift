@@ -93,30 +93,44 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    /// One stderr line, rewritten in place, while the request waits for a pilot.
+    /// What a waiting request waits for, on stderr: one line rewritten in place on a terminal;
+    /// elsewhere (a batch job's log) a plain line each time what it waits for changes.
     struct Progress {
         var shown = false
+        var lastState = ""
+        let terminal = isatty(2) == 1
+
         mutating func show(_ task: JSONValue, since: Date) {
+            let state = Self.describe(task)
+            let line = "waiting \(Int(Date().timeIntervalSince(since))) s" + (state.isEmpty ? "" : ": " + state)
+            if terminal {
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+                shown = true
+            } else if state != lastState {
+                FileHandle.standardError.write(Data("\(line)\n".utf8))
+            }
+            lastState = state
+        }
+
+        static func describe(_ task: JSONValue) -> String {
             let w = task["waiting_for"]
-            var line = "waiting \(Int(Date().timeIntervalSince(since))) s"
             if let environment = w?["environment"] {
                 let packages = (environment["packages"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
-                line += ": building the servable's Python environment (\(packages))"
+                return "building the servable's Python environment (\(packages))"
             } else if let paused = w?["paused"]?.stringValue {
-                line += ": pool \(w?["pool"]?.stringValue ?? "") is paused: \(paused)"
+                return "pool \(w?["pool"]?.stringValue ?? "") is paused: \(paused)"
             } else if let job = w?["job_id"]?.intValue {
                 let state = w?["state"]?.stringValue ?? "?"
                 let reason = w?["reason"]?.stringValue ?? ""
-                line +=
-                    state == "RUNNING"
-                    ? ": pilot job \(job) is running; task \(task["status"]?.stringValue ?? "")"
-                    : ": pilot job \(job) is \(state) (\(reason)) in pool \(w?["pool"]?.stringValue ?? "")"
+                return state == "RUNNING"
+                    ? "pilot job \(job) is running; task \(task["status"]?.stringValue ?? "")"
+                    : "pilot job \(job) is \(state) (\(reason)) in pool \(w?["pool"]?.stringValue ?? "")"
             } else if w?["state"]?.stringValue == "SUBMITTING" {
-                line += ": submitting a pilot job to pool \(w?["pool"]?.stringValue ?? "")"
+                return "submitting a pilot job to pool \(w?["pool"]?.stringValue ?? "")"
             }
-            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
-            shown = true
+            return ""
         }
+
         func finish() {
             if shown { FileHandle.standardError.write(Data("\n".utf8)) }
         }

@@ -7,10 +7,21 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a task's state, and its result once it has one.")
     @OptionGroup var options: ClientOptions
     @Argument(help: "The task id `dlhub run --async` printed.") var task: String
+    @Flag(help: "Wait until the task finishes, showing what it waits for.") var wait = false
 
     func run() async throws {
         try await CLIError.guarding {
-            let reply = try await options.client().request("GET", "/v1/tasks/\(task)", acceptStatuses: [202])
+            let client = try options.client()
+            var reply = try await client.request("GET", "/v1/tasks/\(task)", acceptStatuses: [202])
+            if wait {
+                let started = Date()
+                var progress = RunCommand.Progress()
+                while reply.status == 202 {
+                    progress.show(reply.json, since: started)
+                    reply = try await client.request("GET", "/v1/tasks/\(task)?wait=5", acceptStatuses: [202])
+                }
+                progress.finish()
+            }
             if options.json || reply.status == 202 {
                 if !options.json {
                     print(
