@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "dlhub",
             dependencies: [
-                "DLHubCore", "DLHubCluster", "DLHubArchive",
+                "DLHubCore", "DLHubCluster", "DLHubArchive", "DLHubPilot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -157,6 +157,7 @@ class Servable:
             try:
                 results.append(encode_output(self.call(x, **parameters)))
             except Exception as error:
+                traceback.print_exc()  # to stderr: the owner's log (dlhub logs), and `dlhub test`
                 results.append(encode_error(error))
         return "[" + ",".join(results) + "]"
 

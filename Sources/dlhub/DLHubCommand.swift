@@ -11,7 +11,7 @@ struct DLHubCommand: AsyncParsableCommand {
             DLHUB_REGISTRY). Requests are authenticated with munge, or with a token from `dlhub login`.
             """,
         subcommands: [
-            InitCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
+            InitCommand.self, TestCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
             WithdrawCommand.self, RunCommand.self, StatusCommand.self, TasksCommand.self, CancelCommand.self, LogsCommand.self,
             PilotsCommand.self, EnvCommand.self,
             LoginCommand.self, WhoAmICommand.self, AdminCommand.self,
