@@ -9,7 +9,8 @@ public enum ArchiveWriter {
     public static let skipped: Set<String> = [".git", "__pycache__", ".ipynb_checkpoints", ".DS_Store"]
 
     /// Writes `directory` to `file` (tar.gz); symlinks stay links, other special files are refused.
-    public static func pack(_ directory: String, to file: String) throws(DLHubError) {
+    /// `renaming` gives top-level files another name in the archive (`dlhub.json` sent as `servable.json`).
+    public static func pack(_ directory: String, to file: String, renaming: [String: String] = [:]) throws(DLHubError) {
         guard let archive = archive_write_new() else { throw DLHubError(.internal, "libarchive cannot start") }
         defer { archive_write_free(archive) }
         _ = archive_write_add_filter_gzip(archive)
@@ -33,7 +34,7 @@ public enum ArchiveWriter {
                 }
                 guard let entry = archive_entry_new() else { throw DLHubError(.internal, "libarchive cannot make an entry") }
                 defer { archive_entry_free(entry) }
-                archive_entry_set_pathname_utf8(entry, rel)
+                archive_entry_set_pathname_utf8(entry, relative.isEmpty ? (renaming[rel] ?? rel) : rel)
                 archive_entry_set_mtime(entry, info.st_mtim.tv_sec, 0)
                 switch info.st_mode & S_IFMT {
                 case S_IFDIR:

@@ -12,6 +12,9 @@ public enum TestInstall {
     /// The default worker environment `slurm/install-deps` builds from Debian's `/usr/bin/python3`.
     public static var workerPython: String { environment["DLHUB_TEST_PYTHON"] ?? "/opt/dlhub-dev/python/bin/python" }
 
+    /// DLHub's own SDK (`dlhub_sdk` 2.x) in a virtual environment `slurm/install-deps` builds.
+    public static var sdkPython: String { environment["DLHUB_TEST_SDK_PYTHON"] ?? "/opt/dlhub-dev/sdk/bin/python" }
+
     /// Fails with the fix when the service account or the worker environment is missing.
     public static func require() throws {
         guard getpwnam(serviceUser) != nil else {

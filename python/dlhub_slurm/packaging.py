@@ -41,14 +41,15 @@ def _pack_directory(directory, fileobj):
         )
     with tarfile.open(fileobj=fileobj, mode="w:gz") as tar:
         for root, dirs, files in os.walk(directory):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if d not in (".git", "__pycache__", ".ipynb_checkpoints"))
             for name in sorted(files):
                 path = os.path.join(root, name)
                 arcname = os.path.relpath(path, directory)
                 if arcname == "dlhub.json" and not has_servable:
                     arcname = "servable.json"
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue  # the service refuses links; the file they point to is not the servable's
+                if name in ("__pycache__",) or name.endswith(".pyc"):
+                    continue
+                # Links stay links: the service accepts those that stay inside the servable.
                 tar.add(path, arcname=arcname, recursive=False)
 
 

@@ -6,7 +6,8 @@ import Foundation
 /// `dlhub publish DIR`: upload a servable directory as the next version.
 struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "publish", abstract: "Publish a servable directory (with its servable.json) as a new version.")
+        commandName: "publish",
+        abstract: "Publish a servable directory (with its servable.json, or the dlhub.json of DLHub's SDK) as a new version.")
 
     @OptionGroup var options: ClientOptions
     @Argument(help: "The servable directory.") var directory: String = "."
@@ -17,12 +18,17 @@ struct PublishCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw CLIError("\(directory) is not a directory; give the servable directory that holds servable.json")
             }
-            guard FileManager.default.fileExists(atPath: directory + "/servable.json") else {
-                throw CLIError("\(directory) has no servable.json; make one with `dlhub init`")
+            // DLHub's SDK writes its metadata as dlhub.json: sent as the servable.json it is.
+            var renaming: [String: String] = [:]
+            if !FileManager.default.fileExists(atPath: directory + "/servable.json") {
+                guard FileManager.default.fileExists(atPath: directory + "/dlhub.json") else {
+                    throw CLIError("\(directory) has no servable.json (nor the SDK's dlhub.json); make one with `dlhub init`")
+                }
+                renaming["dlhub.json"] = "servable.json"
             }
             let archive = NSTemporaryDirectory() + "/dlhub-publish-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tar.gz"
             defer { unlink(archive) }
-            try ArchiveWriter.pack(directory, to: archive)
+            try ArchiveWriter.pack(directory, to: archive, renaming: renaming)
             let reply = try await options.client().request("POST", "/v1/servables", bodyFile: archive, contentType: "application/gzip")
             if options.json { return Output.json(reply.json) }
             let id = reply.json["id"]?.stringValue ?? "?"
