@@ -14,6 +14,8 @@ import ServiceLifecycle
 public struct DLHubServer: Sendable {
     public let configuration: ServiceConfiguration
     public let catalog: ServableCatalog
+    /// The URL clients reach the service at, once it listens (citations name it).
+    let advertisedURL = LockedBox("")
     public let authenticator: Authenticator
     public let tasks: TaskStore
     public let waiters: TaskWaiters
@@ -125,6 +127,7 @@ public struct DLHubServer: Sendable {
             admins: Set(configuration.admins + ["root", UserDirectory.loginName(uid: getuid()) ?? "root"])
         )
         .register(on: router)
+        CitationRoutes(catalog: catalog, advertisedURL: advertisedURL).register(on: router)
         ServingRoutes(runner: runner, store: tasks, waiters: waiters, manager: pilots, maxRequestBytes: configuration.maxRunRequestBytes)
             .register(on: router)
         return router
@@ -139,6 +142,8 @@ public struct DLHubServer: Sendable {
         // A connection that sends no request (or only part of its headers) is closed after this.
         let http: HTTPServerBuilder = .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))))
         let scheme = tls == nil ? "http" : "https"
+        let advertisedURL = self.advertisedURL
+        if let publicURL = configuration.publicURL { advertisedURL.value = publicURL }
         return Application(
             router: makeRouter(metricsText: metricsText),
             server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
@@ -146,6 +151,7 @@ public struct DLHubServer: Sendable {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listenPort
                 let url = configuration.publicURL ?? "\(scheme)://\(Self.advertisedHost(configuration.listenHost)):\(port)"
+                advertisedURL.value = url
                 let info: JSONValue = [
                     "url": .string(url), "pid": .int(Int64(getpid())), "host": .string(ProcessInfo.processInfo.hostName),
                     "service_id": .string(serviceID),

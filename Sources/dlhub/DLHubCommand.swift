@@ -12,7 +12,8 @@ struct DLHubCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, TestCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
-            WithdrawCommand.self, RunCommand.self, StatusCommand.self, TasksCommand.self, CancelCommand.self, LogsCommand.self,
+            WithdrawCommand.self, CiteCommand.self, DoiCommand.self, VerifyCommand.self, RunCommand.self, StatusCommand.self,
+            TasksCommand.self, CancelCommand.self, LogsCommand.self,
             PilotsCommand.self, EnvCommand.self,
             LoginCommand.self, WhoAmICommand.self, AdminCommand.self,
         ])

@@ -246,9 +246,11 @@ class DLHubClient:
 
     # -- finding ------------------------------------------------------------------------------
 
-    def search(self, query=None, owner=None, domain=None, limit=None):
-        """Servables you may see whose title, description, authors, domains or names match."""
-        params = {k: v for k, v in (("q", query), ("owner", owner), ("domain", domain), ("limit", limit)) if v}
+    def search(self, query=None, owner=None, domain=None, author=None, doi=None, limit=None):
+        """Servables you may see whose title, description, authors, domains or names match;
+        ``author`` (part of a creator's name) and ``doi`` filter further."""
+        params = {k: v for k, v in (("q", query), ("owner", owner), ("domain", domain), ("author", author), ("doi", doi),
+                                    ("limit", limit)) if v}
         path = "/v1/servables" + ("?" + urllib.parse.urlencode(params) if params else "")
         return self._request("GET", path).get("servables", [])
 
@@ -259,7 +261,7 @@ class DLHubClient:
         wanted = [a.lower() for a in authors]
         found = {}
         for author in authors:
-            for s in self.search(author):
+            for s in self.search(author=author):
                 found[(s.get("id"), s.get("version"))] = s
         out = []
         for s in found.values():
@@ -276,6 +278,26 @@ class DLHubClient:
     def describe_servable(self, name):
         """A servable's metadata, versions, digest and environment."""
         doc = self._request("GET", "/v1/servables/%s" % _quote_reference(name))
+        doc.pop("_status", None)
+        return doc
+
+    def cite(self, name, format="text"):
+        """How to cite a version: ``text``, ``bibtex``, ``cff`` (strings) or ``datacite`` (a dict)."""
+        doc = self._request("GET", "/v1/servables/%s/citation?format=json" % _quote_reference(name))
+        if format not in ("text", "bibtex", "cff", "datacite"):
+            raise errors.InvalidInputError("format is text, bibtex, datacite or cff, not %r" % (format,))
+        return doc[format]
+
+    def attach_doi(self, name, doi):
+        """Records the DOI your site minted for a version (``owner/name@N``); its digest does not change."""
+        doc = self._request("PUT", "/v1/servables/%s/doi" % _quote_reference(name), {"doi": doi})
+        doc.pop("_status", None)
+        return doc
+
+    def verify(self, name):
+        """Has the service recompute a version's digest from its files: a dict with ``digest``
+        (as published), ``computed``, ``matches`` and the manifest (``files``)."""
+        doc = self._request("GET", "/v1/servables/%s/verify" % _quote_reference(name))
         doc.pop("_status", None)
         return doc
 

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// The persistent identifier of a servable version: `sha256:<hex>` over its canonical metadata
 /// and a manifest of its files' hashes.
@@ -49,6 +50,46 @@ public enum ContentDigest {
     /// The manifest text: one `sha256  size  path` line per file, sorted by path.
     public static func manifest(_ entries: [ManifestEntry]) -> String {
         entries.sorted { $0.path < $1.path }.map { "\($0.sha256)  \($0.size)  \($0.path)\n" }.joined()
+    }
+
+    /// The manifest of a servable directory as published: every regular file below it, by its
+    /// path relative to it, except `servable.json` (hashed as metadata) and `withdrawn.json`
+    /// (a tombstone); symlinks and directories are not entries (a link can only name a file
+    /// that is one).
+    public static func manifest(ofDirectory root: String) throws -> [ManifestEntry] {
+        var out: [ManifestEntry] = []
+        let fm = FileManager.default
+        func walk(_ relative: String) throws {
+            let full = relative.isEmpty ? root : root + "/" + relative
+            for item in try fm.contentsOfDirectory(atPath: full).sorted() {
+                let rel = relative.isEmpty ? item : relative + "/" + item
+                if relative.isEmpty, item == "servable.json" || item == "withdrawn.json" { continue }
+                var info = stat()
+                guard lstat(root + "/" + rel, &info) == 0 else { throw CocoaError(.fileReadUnknown) }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: try walk(rel)
+                case S_IFREG:
+                    let (size, sha) = try hashFile(root + "/" + rel)
+                    out.append(ManifestEntry(path: rel, size: size, sha256: sha))
+                default: continue
+                }
+            }
+        }
+        try walk("")
+        return out
+    }
+
+    /// Size and SHA-256 of a file, read in blocks.
+    public static func hashFile(_ path: String) throws -> (Int, String) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoPermission) }
+        defer { try? handle.close() }
+        var hasher = FileHasher()
+        var size = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            size += chunk.count
+            chunk.withUnsafeBytes { hasher.update($0) }
+        }
+        return (size, hasher.hex())
     }
 
     public static func compute(metadata: JSONValue, files: [ManifestEntry]) -> String {

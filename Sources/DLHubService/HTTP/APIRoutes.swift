@@ -61,7 +61,8 @@ struct APIRoutes: Sendable {
                 throw DLHubError(.badRequest, "limit must be a whole number from 1 to 10000")
             }
             let entries = try await catalog.search(
-                query: q.get("q"), owner: q.get("owner"), domain: q.get("domain"), limit: limit, caller: caller)
+                query: q.get("q"), owner: q.get("owner"), domain: q.get("domain"), author: q.get("author"), doi: q.get("doi"), limit: limit,
+                caller: caller)
             return Response.json(["count": .int(Int64(entries.count)), "servables": .array(entries.map(\.json))])
         }
         router.get("/v1/servables/{owner}") { _, context in
@@ -80,6 +81,14 @@ struct APIRoutes: Sendable {
                 let versions = try await catalog.visibleVersions(owner: owner, name: name, caller: caller).map(\.version).sorted()
                 members["versions"] = .array(versions.map { .int(Int64($0)) })
                 members["environment"] = await environments.describe(record.metadata.environment)
+                let citation = Citation(metadata: record.metadata.document, digest: record.digest, url: "", siteDOI: record.siteDOI)
+                members["doi"] = record.siteDOI.map { .string($0) } ?? .null
+                members["related_identifiers"] = .array(
+                    citation.related.map {
+                        ["identifier": .string($0.identifier), "type": .string($0.type), "relation": .string($0.relation)]
+                    })
+                members["license"] = citation.license.map { .string($0) } ?? .null
+                members["model_card"] = Self.modelCard(record.directory).map { .string($0) } ?? .null
                 json = .object(members)
             }
             return Response.json(json)
@@ -93,6 +102,16 @@ struct APIRoutes: Sendable {
             let record = try await catalog.withdraw(owner: owner, name: name, version: version, reason: reason, caller: caller)
             return Response.json(record.json)
         }
+    }
+
+    /// The servable's `README.md`, as text (the first 64 KiB).
+    static func modelCard(_ directory: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: directory + "/README.md") else { return nil }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: 65536), !data.isEmpty else { return nil }
+        var text = String(decoding: data, as: UTF8.self)
+        if data.count == 65536 { text += "\n[... the model card continues in README.md]" }
+        return text
     }
 
     static func parameter(_ name: String, _ context: APIRequestContext) throws(DLHubError) -> String {

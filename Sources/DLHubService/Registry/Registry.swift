@@ -98,7 +98,50 @@ public struct Registry: Sendable {
             withdrawal = Withdrawal(
                 by: json["by"]?.stringValue ?? "", at: json["at"]?.stringValue ?? "", reason: json["reason"]?.stringValue ?? "")
         }
-        return RegistryRecord(owner: owner, name: name, version: version, metadata: metadata, directory: dir, withdrawal: withdrawal)
+        var siteDOI: String?
+        if let side = FileManager.default.contents(atPath: identifiersFile(owner: owner, name: name, version: version)),
+            let json = try? JSONValue.parse(Array(side))
+        {
+            siteDOI = json["doi"]?.stringValue
+        }
+        return RegistryRecord(
+            owner: owner, name: name, version: version, metadata: metadata, directory: dir, withdrawal: withdrawal, siteDOI: siteDOI)
+    }
+
+    /// The site's identifiers for a version (a DOI minted for it): a side record beside the
+    /// version's directory, so attaching one changes neither its files nor its digest.
+    public func identifiersFile(owner: String, name: String, version: Int) -> String {
+        "\(servablesDirectory)/\(owner)/\(name)/\(version).identifiers.json"
+    }
+
+    /// Records the DOI the site minted for a version (replacing an earlier one).
+    public func attachDOI(owner: String, name: String, version: Int, doi: String, by login: String, now: Date = Date()) throws(DLHubError) {
+        let record: JSONValue = [
+            "doi": .string(doi), "attached_by": .string(login), "attached_at": .string(ISO8601DateFormatter().string(from: now)),
+        ]
+        let temp = "\(stagingDirectory)/identifiers-\(UUID().uuidString).json"
+        try writeFileSynced(temp, record.encoded(pretty: true))
+        chmod(temp, 0o644)
+        let target = identifiersFile(owner: owner, name: name, version: version)
+        guard rename(temp, target) == 0 else {
+            let e = String(cString: strerror(errno))
+            unlink(temp)
+            throw DLHubError(.internal, "cannot record the DOI of \(owner)/\(name)@\(version): \(e)")
+        }
+        fsyncDirectory((target as NSString).deletingLastPathComponent)
+    }
+
+    /// The digest of a version recomputed from its files as they are on disk now, with the
+    /// manifest it was computed over (the algorithm: `docs/citation.md`).
+    public func recomputeDigest(_ record: RegistryRecord) throws(DLHubError) -> (digest: String, files: [ContentDigest.ManifestEntry]) {
+        let files: [ContentDigest.ManifestEntry]
+        do { files = try ContentDigest.manifest(ofDirectory: record.directory) } catch {
+            throw DLHubError(.internal, "cannot read the files of \(record.id)@\(record.version): \(error)")
+        }
+        guard let data = FileManager.default.contents(atPath: record.directory + "/servable.json"),
+            let doc = try? JSONValue.parse(Array(data))
+        else { throw DLHubError(.internal, "cannot read \(record.directory)/servable.json") }
+        return (ContentDigest.compute(metadata: doc, files: files), files)
     }
 
     /// A version directory the service cannot serve, and why: skipped at start, never a reason
@@ -296,6 +339,8 @@ public struct RegistryRecord: Sendable, Hashable {
     public var metadata: ServableMetadata
     public var directory: String
     public var withdrawal: Withdrawal?
+    /// The DOI the site minted for this version (a side record, outside its digest).
+    public var siteDOI: String? = nil
 
     public var digest: String { metadata.identifier ?? "" }
     public var id: String { "\(owner)/\(name)" }

@@ -15,6 +15,8 @@ public final class ServableCatalog: Sendable {
     /// Published versions are immutable, so their records are read from the shared filesystem
     /// once; withdrawal (which goes through this catalog) drops the cached copy.
     private let cache = RecordCache()
+    /// Whether a digest is being recomputed (`verify`): one at a time.
+    let verifying = LockedBox(false)
     private let problems = LockedBox<[Registry.Problem]>([])
     /// The versions of each `owner/name` as the index has them, so that running `owner/name`
     /// costs no query; dropped on every publish and withdrawal. `generation` counts those
@@ -150,13 +152,20 @@ public final class ServableCatalog: Sendable {
     }
 
     /// Latest visible version of each servable matching the query and filters.
-    public func search(query: String?, owner: String?, domain: String?, limit: Int, caller: Caller) async throws(DLHubError) -> [IndexEntry]
-    {
+    ///
+    /// `author` matches part of a creator's name, any case; `doi` a DOI the version is known by
+    /// (the site's, or one its metadata names), with or without `https://doi.org/`.
+    public func search(
+        query: String?, owner: String?, domain: String?, author: String? = nil, doi: String? = nil, limit: Int, caller: Caller
+    ) async throws(DLHubError) -> [IndexEntry] {
         var latest: [String: IndexEntry] = [:]
         var order: [String] = []
-        for entry in try await index.search(query: query, owner: owner)
+        let wantedDOI = doi.map { Self.normalizeDOI($0) }
+        for entry in try await index.search(query: query, owner: owner, includeWithdrawn: wantedDOI != nil)
         where AccessPolicy.canSee(owner: entry.owner, visibleTo: entry.visibleTo, caller: caller) {
             if let domain, !entry.domains.contains(where: { $0.caseInsensitiveCompare(domain) == .orderedSame }) { continue }
+            if let author, !entry.authors.contains(where: { $0.range(of: author, options: .caseInsensitive) != nil }) { continue }
+            if let wantedDOI, !entry.dois.contains(wantedDOI) { continue }
             let id = "\(entry.owner)/\(entry.name)"
             if let existing = latest[id] {
                 if entry.version > existing.version { latest[id] = entry }
@@ -191,7 +200,75 @@ public final class ServableCatalog: Sendable {
     }
 }
 
+extension ServableCatalog {
+    /// `https://doi.org/10.1/X` or `doi:10.1/X` -> `10.1/x` (DOIs are case-insensitive).
+    static func normalizeDOI(_ text: String) -> String {
+        var t = text.trimmingCharacters(in: .whitespaces)
+        for prefix in ["https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "doi:"] where t.lowercased().hasPrefix(prefix) {
+            t = String(t.dropFirst(prefix.count))
+        }
+        return t.lowercased()
+    }
+
+    /// The owner records the DOI their site minted for a version. The version's files and digest
+    /// do not change; `describe`, `cite` and `search --doi` show it from then on.
+    public func attachDOI(
+        owner: String, name: String, version: Int, doi raw: String, caller: Caller
+    ) async throws(DLHubError) -> RegistryRecord {
+        let record = try await resolve(.version(owner: owner, name: name, version: version), caller: caller)
+        guard record.owner == caller.login else {
+            throw DLHubError(.forbidden, "only \(record.owner) can attach a DOI to \(record.id)@\(version)")
+        }
+        var doi = raw.trimmingCharacters(in: .whitespaces)
+        for prefix in ["https://doi.org/", "http://doi.org/", "doi:"] where doi.lowercased().hasPrefix(prefix) {
+            doi = String(doi.dropFirst(prefix.count))
+        }
+        guard Citation.isDOI(doi) else {
+            throw DLHubError(.badRequest, "'\(raw.prefix(100))' is not a DOI; give the one your site minted, e.g. 10.5555/dlhub.iris.1")
+        }
+        let taken = try await index.search(query: nil, owner: nil, includeWithdrawn: true).first {
+            $0.dois.contains(doi.lowercased()) && $0.digest != record.digest
+        }
+        if let taken {
+            throw DLHubError(.conflict, "\(doi) already names \(taken.owner)/\(taken.name)@\(taken.version); a DOI names one version")
+        }
+        let registry = self.registry, attached = doi
+        try await BlockingIO.run { () throws(DLHubError) in
+            try registry.attachDOI(owner: owner, name: name, version: version, doi: attached, by: caller.login)
+        }
+        cache.remove("\(owner)/\(name)@\(version)")
+        guard let updated = try registry.record(owner: owner, name: name, version: version) else { return record }
+        try await index.add(updated)
+        indexChanged()
+        logger.info("DOI attached", metadata: ["servable": "\(record.id)@\(version)", "doi": "\(doi)", "user": "\(caller.login)"])
+        return updated
+    }
+
+    /// Recomputes a version's digest from its files on disk (one at a time: hashing is costly).
+    public func verify(_ record: RegistryRecord) async throws(DLHubError) -> (digest: String, files: [ContentDigest.ManifestEntry]) {
+        guard record.withdrawal == nil else {
+            throw DLHubError(
+                .withdrawn,
+                "\(record.id)@\(record.version) was withdrawn: its files are gone; its digest \(record.digest) stays in its tombstone")
+        }
+        let started = verifying.update { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard started else {
+            throw DLHubError(.unavailable, "another verification is running; try again in a minute")
+        }
+        defer { verifying.value = false }
+        let registry = self.registry
+        return try await BlockingIO.run { () throws(DLHubError) in try registry.recomputeDigest(record) }
+    }
+}
+
 extension RegistryRecord {
+    /// Every DOI this version is known by: the site's, and those its metadata names.
+    public var dois: [String] { Citation(metadata: metadata.document, digest: digest, url: "", siteDOI: siteDOI).dois }
+
     /// What `describe` returns: identifiers, state, and the whole metadata document.
     public var json: JSONValue {
         var out: [String: JSONValue] = [

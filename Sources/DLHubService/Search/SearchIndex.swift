@@ -27,6 +27,9 @@ public final class SearchIndex: Sendable {
                         title, description, authors, domains, names, types, tokenize = 'unicode61');
                     """)
         }
+        migrations.registerMigration("v2-dois") { db in
+            try db.execute(sql: "ALTER TABLE servables ADD COLUMN dois TEXT NOT NULL DEFAULT ''")
+        }
         db = try LocalDatabase(path: path, name: "search index", migrations: migrations)
     }
 
@@ -60,13 +63,14 @@ public final class SearchIndex: Sendable {
         try db.execute(
             sql: """
                 INSERT INTO servables (owner, name, version, digest, title, description, authors, domains, visible_to,
-                    loader, input_type, output_type, published, withdrawn)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    loader, input_type, output_type, published, withdrawn, dois)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
                 r.owner, r.name, r.version, r.digest, m.title, m.description, m.creators.joined(separator: separator),
                 m.domains.joined(separator: separator), m.visibleTo.map(\.description).joined(separator: separator),
                 m.loader.shortName, m.input.description, m.output.description, m.publicationDate ?? "", r.withdrawal != nil,
+                r.dois.map { $0.lowercased() }.joined(separator: separator),
             ])
         let id = db.lastInsertedRowID
         let names = [r.owner, r.name, "\(r.owner)/\(r.name)", m.loader.shortName, m.loader.sdkTypeName].joined(separator: " ")
@@ -127,6 +131,8 @@ public struct IndexEntry: Sendable, Hashable {
     public var outputType: String
     public var published: String
     public var withdrawn: Bool
+    /// DOIs it is known by (lowercase): the site's and those its metadata names.
+    public var dois: [String]
 
     init(row: Row) {
         func list(_ s: String) -> [String] { s.isEmpty ? [] : s.components(separatedBy: SearchIndex.separator) }
@@ -144,6 +150,7 @@ public struct IndexEntry: Sendable, Hashable {
         outputType = row["output_type"]
         published = row["published"]
         withdrawn = row["withdrawn"]
+        dois = list(row["dois"])
     }
 
     public var json: JSONValue {
@@ -153,7 +160,7 @@ public struct IndexEntry: Sendable, Hashable {
             "authors": .array(authors.map { .string($0) }), "domains": .array(domains.map { .string($0) }),
             "visible_to": .array(visibleTo.map { .string($0.description) }), "type": .string(loader),
             "input": .string(inputType), "output": .string(outputType), "published": .string(published),
-            "withdrawn": .bool(withdrawn),
+            "withdrawn": .bool(withdrawn), "dois": .array(dois.map { .string($0) }),
         ]
     }
 }

@@ -37,11 +37,21 @@ struct DescribeCommand: AsyncParsableCommand {
                 ("published", m["dlhub"]?["publication_date"]?.stringValue ?? ""),
                 ("versions", (j["versions"]?.arrayValue ?? []).compactMap { $0.intValue.map(String.init) }.joined(separator: ", ")),
                 ("environment", Self.environment(j["environment"])),
+                ("doi", j["doi"]?.stringValue ?? ""),
+                ("license", j["license"]?.stringValue ?? ""),
+                (
+                    "related",
+                    (j["related_identifiers"]?.arrayValue ?? []).map {
+                        "\($0["relation"]?.stringValue ?? "") \($0["type"]?.stringValue ?? "") \($0["identifier"]?.stringValue ?? "")"
+                    }.joined(separator: "; ")
+                ),
             ]
             for (k, v) in rows where !v.isEmpty { print("  \(k.padding(toLength: 11, withPad: " ", startingAt: 0)) \(v)") }
             let description = (m["datacite"]?["descriptions"]?.arrayValue ?? []).compactMap { $0["description"]?.stringValue }.joined(
                 separator: "\n")
             if !description.isEmpty { print("\n" + description) }
+            if let card = j["model_card"]?.stringValue, !card.isEmpty { print("\n--- model card (README.md) ---\n" + card) }
+            print("\ncite it: dlhub cite \(j["id"]?.stringValue ?? "")@\(j["version"]?.intValue ?? 0) --format bibtex")
         }
     }
 

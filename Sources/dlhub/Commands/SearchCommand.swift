@@ -11,16 +11,23 @@ struct SearchCommand: AsyncParsableCommand {
     @Argument(help: "Words to look for (each matches as a prefix).") var query: [String] = []
     @Option(help: "Only this owner's servables.") var owner: String?
     @Option(help: "Only servables in this domain.") var domain: String?
+    @Option(help: "Only servables by this author (part of the name, any case).") var author: String?
+    @Option(help: "The servable known by this DOI.") var doi: String?
     @Option(help: "At most this many.") var limit: Int = 50
 
     func run() async throws {
         try await CLIError.guarding {
-            try await Self.show(query: query.joined(separator: " "), owner: owner, domain: domain, limit: limit, options: options)
+            try await Self.show(
+                query: query.joined(separator: " "), owner: owner, domain: domain, author: author, doi: doi, limit: limit, options: options)
         }
     }
 
-    static func show(query: String?, owner: String?, domain: String?, limit: Int, options: ClientOptions) async throws {
+    static func show(
+        query: String?, owner: String?, domain: String?, author: String? = nil, doi: String? = nil, limit: Int, options: ClientOptions
+    ) async throws {
         var items = ["limit=\(limit)"]
+        if let author { items.append("author=\(escape(author))") }
+        if let doi { items.append("doi=\(escape(doi))") }
         if let query, !query.isEmpty { items.append("q=\(escape(query))") }
         if let owner { items.append("owner=\(escape(owner))") }
         if let domain { items.append("domain=\(escape(domain))") }
