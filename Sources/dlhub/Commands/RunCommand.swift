@@ -13,6 +13,9 @@ struct RunCommand: AsyncParsableCommand {
               dlhub run alice/iris@2 --inputs records.json        (a JSON list: one run per element)
               dlhub run alice/spectrum-summary --input '[1,2,3]' --param scale=2
               dlhub run alice/iris --input '[[5.1,3.5,1.4,0.2]]' --async   (prints the task id)
+              dlhub run alice/iris --inputs big.jsonl --output out.jsonl
+                  (one JSON input per line, any number: sent in chunks, one {"output": ...} or
+                   {"error": ...} line per input in out.jsonl; after Ctrl-C the same command resumes)
             While the request waits for a pilot job to start, the Slurm job and its state are shown on stderr.
             """)
 
@@ -24,10 +27,27 @@ struct RunCommand: AsyncParsableCommand {
         [String] = []
     @Flag(name: .customLong("async"), help: "Do not wait: print the task id.") var async = false
     @Option(help: "Seconds to wait for the result before giving up (the task keeps running).") var wait: Double = 3600
+    @Option(help: "With --inputs FILE.jsonl (one input per line): write one result per line here; resumable.") var output: String?
+    @Option(help: "Inputs per request with --output.") var chunk = 1000
+    @Flag(help: "With --output: start from the beginning instead of resuming.") var restart = false
 
     func run() async throws {
         try await CLIError.guarding {
             let reference = try ServableReference(parsing: id)
+            if let output {
+                guard let inputs, inputs != "-" else { throw CLIError("--output goes with --inputs FILE.jsonl: one JSON input per line") }
+                guard input == nil, !async else { throw CLIError("--output runs a whole --inputs file; leave out --input and --async") }
+                guard (1...Self.maxInputs).contains(chunk) else { throw CLIError("--chunk is from 1 to \(Self.maxInputs)") }
+                var bulk = BulkRun(
+                    client: try options.client(), reference: reference, inputPath: inputs, outputPath: output,
+                    parameters: try Self.parameters(params))
+                bulk.chunkInputs = chunk
+                bulk.restart = restart
+                return try await bulk.run()
+            }
+            if let inputs, inputs.hasSuffix(".jsonl") {
+                throw CLIError("\(inputs) looks like JSON Lines (one input per line): give --output FILE for the results")
+            }
             var body: [String: JSONValue] = [:]
             switch (input, inputs) {
             case (let text?, nil): body["input"] = try Self.parseJSON(text, what: "--input")
@@ -40,12 +60,7 @@ struct RunCommand: AsyncParsableCommand {
             case (nil, nil): throw CLIError("give --input JSON or --inputs FILE")
             default: throw CLIError("give --input or --inputs, not both")
             }
-            var parameters: [String: JSONValue] = [:]
-            for p in params {
-                guard let eq = p.firstIndex(of: "=") else { throw CLIError("--param takes key=value, not '\(p)'") }
-                let value = String(p[p.index(after: eq)...])
-                parameters[String(p[..<eq])] = (try? JSONValue.parse(value)) ?? .string(value)
-            }
+            let parameters = try Self.parameters(params)
             if !parameters.isEmpty { body["parameters"] = .object(parameters) }
             let client = try options.client()
             let firstWait = async ? 0 : min(wait, 1)
@@ -70,6 +85,20 @@ struct RunCommand: AsyncParsableCommand {
             progress.finish()
             try Self.printResult(reply.json, json: options.json)
         }
+    }
+
+    /// The largest number of inputs the service takes in one request.
+    static let maxInputs = 100_000
+
+    /// `--param key=value` options (values parsed as JSON when they can be).
+    static func parameters(_ params: [String]) throws -> [String: JSONValue] {
+        var parameters: [String: JSONValue] = [:]
+        for p in params {
+            guard let eq = p.firstIndex(of: "=") else { throw CLIError("--param takes key=value, not '\(p)'") }
+            let value = String(p[p.index(after: eq)...])
+            parameters[String(p[..<eq])] = (try? JSONValue.parse(value)) ?? .string(value)
+        }
+        return parameters
     }
 
     static func parseJSON(_ text: String, what: String) throws -> JSONValue {
