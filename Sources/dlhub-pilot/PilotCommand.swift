@@ -10,7 +10,8 @@ import Logging
 @main
 struct PilotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlhub-pilot", abstract: "DLHub pilot: keeps models resident on a compute node and runs batches for dlhubd.")
+        commandName: "dlhub-pilot", abstract: "DLHub pilot: keeps models resident on a compute node and runs batches for dlhubd.",
+        version: DLHubVersion.current)
 
     @Option(help: "HOST:PORT of dlhubd's pilot listener.") var service: String
     @Option(help: "The pool this pilot belongs to.") var pool: String = "default"

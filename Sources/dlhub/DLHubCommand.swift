@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLHubCore
 
 /// `dlhub`: publish, find and run models on the cluster's DLHub service.
 @main
@@ -10,6 +11,7 @@ struct DLHubCommand: AsyncParsableCommand {
             The service is found from --url, DLHUB_URL, or service.json in the registry (--registry or
             DLHUB_REGISTRY). Requests are authenticated with munge, or with a token from `dlhub login`.
             """,
+        version: DLHubVersion.current,
         subcommands: [
             InitCommand.self, TestCommand.self, PublishCommand.self, ListCommand.self, SearchCommand.self, DescribeCommand.self,
             WithdrawCommand.self, CiteCommand.self, DoiCommand.self, VerifyCommand.self, RunCommand.self, StatusCommand.self,

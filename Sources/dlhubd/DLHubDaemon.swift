@@ -18,7 +18,8 @@ struct DLHubDaemon: AsyncParsableCommand {
         discussion: """
             Settings come from --config (JSON), then DLHUB_* environment variables, then these flags.
             Clients find the service through service.json, written into the registry once listening.
-            """)
+            """,
+        version: DLHubVersion.current)
 
     @Option(name: .long, help: "Configuration file (JSON). Also DLHUB_CONFIG.")
     var config: String?
