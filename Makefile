@@ -5,5 +5,5 @@ REGISTRY ?= $(PREFIX)/registry
 quickstart: ; scripts/quickstart
 test: ; scripts/test
 build: ; swift build
-install: ; scripts/install --prefix $(PREFIX) --registry $(REGISTRY)
+install: ; scripts/install --prefix $(PREFIX) --registry $(REGISTRY) $(if $(WORKER_PYTHON),--worker-python $(WORKER_PYTHON))
 format: ; swift format format --in-place --recursive Sources Tests Package.swift
