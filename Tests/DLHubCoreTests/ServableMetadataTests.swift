@@ -31,6 +31,16 @@ import Testing
         }
     }
 
+    @Test func globusIdentitiesFromTheSDKSayWhatToUseInstead() {
+        let doc = ServableFixtures.sklearnDocument().setting(
+            ["dlhub", "visible_to"], to: ["urn:globus:auth:identity:3a8a3c44-0000-0000-0000-000000000000"])
+        do { _ = try ServableMetadata.validate(doc, files: ["model.joblib"]); Issue.record("accepted") } catch {
+            let message = error.details.first?.message ?? ""
+            #expect(message.contains("is a Globus identity"))
+            #expect(message.contains("use public, user:<login> or group:<unix group> instead"))
+        }
+    }
+
     @Test func missingBlocksAreReported() {
         #expect(throws: DLHubError.self) { try ServableMetadata.validate(["datacite": [:]]) }
         do { _ = try ServableMetadata.validate(["datacite": [:]]) } catch {

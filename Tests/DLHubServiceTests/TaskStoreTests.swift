@@ -57,6 +57,32 @@ import Testing
         let reopened = try TaskStore(path: dir.file("tasks.sqlite"), durable: true)
         #expect(try await reopened.task(task)?.remaining == 2)
         let migrations = try Subprocess.run("/usr/bin/sqlite3", [dir.file("tasks.sqlite"), "SELECT identifier FROM grdb_migrations"]).stdout
-        #expect(migrations.split(separator: "\n") == ["v1", "v2-unfinished-by-age"])
+        #expect(migrations.split(separator: "\n") == ["v1", "v2-unfinished-by-age", "v3-cancel-and-list"])
+    }
+
+    @Test func aStoreWrittenBeforeCancellingExistedIsUpgradedInPlace() async throws {
+        let dir = try TemporaryDirectory("dlhub-store")
+        // The schema and a task as the previous release left them (migrations v1 and v2 only).
+        let old = """
+            CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+            INSERT INTO grdb_migrations VALUES ('v1'), ('v2-unfinished-by-age');
+            CREATE TABLE tasks (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, servable TEXT NOT NULL, digest TEXT NOT NULL, pool TEXT NOT NULL,
+                single INTEGER NOT NULL, parameters BLOB NOT NULL, item_count INTEGER NOT NULL,
+                remaining INTEGER NOT NULL, failed INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, finished REAL);
+            CREATE TABLE items (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
+                input BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, output BLOB, error TEXT, attempts INTEGER NOT NULL DEFAULT 0);
+            INSERT INTO tasks VALUES ('t-old', 'alice', 'alice/x@1', 'sha256:0', 'cpu', 1, X'7B7D', 1, 1, 0, 1.0, NULL);
+            INSERT INTO items (task_id, idx, input) VALUES ('t-old', 0, X'31');
+            """
+        let made = try Subprocess.run("/usr/bin/sqlite3", [dir.file("tasks.sqlite")], input: Data(old.utf8))
+        #expect(made.status == 0, "\(made.stderr)")
+        let store = try TaskStore(path: dir.file("tasks.sqlite"))
+        let task = try #require(try await store.task("t-old"))
+        #expect(task.remaining == 1 && task.cancelled == nil)
+        #expect(try await store.tasks(owner: "alice", limit: 10).map(\.id) == ["t-old"])
+        try await store.markCancelled("t-old")
+        #expect(try await store.task("t-old")?.cancelled != nil)
     }
 }

@@ -132,6 +132,13 @@ extension ServableMetadata {
                 for (i, s) in stringList(v, path: "dlhub.visible_to", issues: &issues).enumerated() {
                     if let p = Principal(parsing: s) {
                         visibleTo.append(p)
+                    } else if s.hasPrefix("urn:globus:") {
+                        // What DLHub's SDK writes for set_visibility(users=..., groups=...).
+                        issues.append(
+                            ValidationIssue(
+                                "dlhub.visible_to[\(i)]",
+                                "'\(s.prefix(100))' is a Globus identity (DLHub's SDK writes these); this cluster knows Unix users and groups: use public, user:<login> or group:<unix group> instead"
+                            ))
                     } else {
                         issues.append(
                             ValidationIssue("dlhub.visible_to[\(i)]", "'\(s.prefix(100))' is not public, user:<login> or group:<group>"))
