@@ -49,7 +49,7 @@ struct ServingRoutes: Sendable {
             var documents: [JSONValue] = []
             for task in tasks {
                 let running = task.finished == nil ? await runner.dispatcher.isRunning(task.id) : false
-                documents.append(task.json(running: running))
+                documents.append(task.document(running: running).json)
             }
             return Response.json(["tasks": .array(documents)])
         }
@@ -62,10 +62,10 @@ struct ServingRoutes: Sendable {
                 throw DLHubError(.conflict, "task \(id) already finished (\(task.status ?? "finished")); there is nothing to cancel")
             }
             let outcome = try await runner.dispatcher.cancel(id, message: "cancelled by \(caller.login) before it ran")
-            let counts: [String: JSONValue] = [
-                "cancelled_items": .int(Int64(outcome.cancelled)), "running_items": .int(Int64(outcome.running)),
-            ]
-            return Response.json(try await taskDocument(id, caller: caller, extra: counts).0)
+            var document = try await taskDocument(id, caller: caller)
+            document.cancelledItems = outcome.cancelled
+            document.runningItems = outcome.running
+            return Response.json(document.json)
         }
         router.get("/v1/servables/{owner}/{name}/logs") { _, context in
             let caller = try context.requireCaller()
@@ -94,14 +94,11 @@ struct ServingRoutes: Sendable {
 
     /// A live task's answer, with the outputs the pilot sent spliced in as they are.
     static func response(_ task: LiveTasks.Entry) -> Response {
-        let finished = task.finished ?? Date().timeIntervalSince1970
-        let head: JSONValue = [
-            "id": .string(task.id), "servable": .string(task.servable), "digest": .string(task.digest),
-            "status": .string(task.failed == 0 ? "completed" : (task.failed == task.itemIDs.count ? "failed" : "completed_with_errors")),
-            "created": .double(task.created), "finished": .double(finished), "seconds": .double(finished - task.created),
-            "items": .int(Int64(task.itemIDs.count)), "remaining": 0,
-        ]
-        var body = head.encoded()
+        let head = TaskDocument(
+            id: task.id, servable: task.servable, digest: task.digest,
+            status: task.failed == 0 ? "completed" : (task.failed == task.itemIDs.count ? "failed" : "completed_with_errors"),
+            created: task.created, items: task.itemIDs.count, remaining: 0, finished: task.finished ?? Date().timeIntervalSince1970)
+        var body = head.json.encoded()
         body.removeLast()  // the closing brace: outputs follow
         func append(_ outcome: ItemResult.Outcome?) {
             if case .output(let bytes)? = outcome { body += bytes } else { body += Array("null".utf8) }
@@ -142,26 +139,22 @@ struct ServingRoutes: Sendable {
     }
 
     func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
-        let (document, finished) = try await taskDocument(id, caller: caller)
-        return Response.json(document, status: finished ? .ok : .accepted)
+        let document = try await taskDocument(id, caller: caller)
+        return Response.json(document.json, status: document.finished != nil ? .ok : .accepted)
     }
 
-    /// A task as its owner sees it, and whether it has finished.
-    func taskDocument(_ id: String, caller: Caller, extra more: [String: JSONValue] = [:]) async throws(DLHubError) -> (JSONValue, Bool) {
+    /// A stored task as its owner sees it, with what it waits for while unfinished.
+    func taskDocument(_ id: String, caller: Caller) async throws(DLHubError) -> TaskDocument {
         guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
-        var extra: [String: JSONValue] = [:]
-        var running = false
-        if task.finished == nil {
-            running = await runner.dispatcher.isRunning(id)
-            extra["location"] = .string("/v1/tasks/\(id)")
-            if let building = await runner.environmentWait(digest: task.digest) {
-                extra["status"] = "building_environment"
-                extra["waiting_for"] = ["environment": building]
-            } else if let waiting = await manager.waiting(pool: task.pool) {
-                extra["waiting_for"] = waiting
-            }
+        guard task.finished == nil else { return task.document() }
+        var document = task.document(running: await runner.dispatcher.isRunning(id))
+        document.location = "/v1/tasks/\(id)"
+        if let building = await runner.environmentWait(digest: task.digest) {
+            document.status = "building_environment"
+            document.waitingFor = building
+        } else {
+            document.waitingFor = await manager.waiting(pool: task.pool)
         }
-        extra.merge(more) { _, new in new }
-        return (task.json(running: running, extra: extra), task.finished != nil)
+        return document
     }
 }

@@ -1,25 +1,21 @@
 import DLHubCore
 
 extension TaskRecord {
-    /// The API document: `output` (or `error`) for a single input, `outputs` and `errors` for many.
-    public func json(running: Bool = false, extra: [String: JSONValue] = [:]) -> JSONValue {
-        var out: [String: JSONValue] = [
-            "id": .string(id), "servable": .string(servable), "digest": .string(digest),
-            "status": .string(status ?? (running ? "running" : "queued")),
-            "created": .double(created), "items": .int(Int64(itemCount)), "remaining": .int(Int64(remaining)),
-        ]
-        if let cancelled { out["cancelled"] = .double(cancelled) }
-        if let finished { out["finished"] = .double(finished); out["seconds"] = .double(finished - created) }
+    /// The task as the API shows it (`TaskDocument`); `running` says whether a pilot has some of
+    /// its inputs now (only the dispatcher knows).
+    public func document(running: Bool = false) -> TaskDocument {
+        var doc = TaskDocument(
+            id: id, servable: servable, digest: digest, status: status ?? (running ? "running" : "queued"), created: created,
+            items: itemCount, remaining: remaining, finished: finished, cancelled: cancelled)
         if finished != nil {
             func value(_ item: Item) -> JSONValue { item.output.flatMap { try? JSONValue.parse($0) } ?? .null }
             if single, let item = items.first {
-                if item.state == .done { out["output"] = value(item) } else { out["error"] = .string(item.error ?? "failed") }
+                if item.state == .done { doc.output = value(item) } else { doc.error = item.error ?? "failed" }
             } else {
-                out["outputs"] = .array(items.map { $0.state == .done ? value($0) : .null })
-                if failed > 0 { out["errors"] = .array(items.map { $0.state == .failed ? .string($0.error ?? "failed") : .null }) }
+                doc.outputs = items.map { $0.state == .done ? value($0) : .null }
+                if failed > 0 { doc.errors = items.map { $0.state == .failed ? ($0.error ?? "failed") : nil } }
             }
         }
-        for (k, v) in extra { out[k] = v }
-        return .object(out)
+        return doc
     }
 }

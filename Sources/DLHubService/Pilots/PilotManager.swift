@@ -233,16 +233,15 @@ public actor PilotManager {
     }
 
     /// For a queued task: the pilot job it is waiting for, as `dlhub run` shows it.
-    public func waiting(pool: String, now: Date = Date()) -> JSONValue? {
+    public func waiting(pool: String, now: Date = Date()) -> WaitingFor? {
         let candidates = jobs.values.filter { $0.pool == pool && $0.endedAt == nil }.sorted { $0.submittedAt < $1.submittedAt }
-        if let paused = poolStates[pool]?.paused { return ["pool": .string(pool), "paused": .string(paused)] }
+        if let paused = poolStates[pool]?.paused { return WaitingFor(pool: pool, paused: paused) }
         guard let job = candidates.first(where: { $0.info?.state != .running }) ?? candidates.first else {
-            return ["pool": .string(pool), "state": "SUBMITTING"]
+            return WaitingFor(pool: pool, state: "SUBMITTING")
         }
-        return [
-            "pool": .string(pool), "job_id": .int(Int64(job.id)), "state": .string(job.info?.state.rawValue ?? "PENDING"),
-            "reason": .string(job.info?.reason ?? "submitted"), "waited_s": .double(now.timeIntervalSince(job.submittedAt)),
-        ]
+        return WaitingFor(
+            pool: pool, jobID: Int(job.id), state: job.info?.state.rawValue ?? "PENDING", reason: job.info?.reason ?? "submitted",
+            waitedSeconds: now.timeIntervalSince(job.submittedAt))
     }
 }
 

@@ -160,18 +160,16 @@ public final class Runner: Sendable {
     }
 
     /// For a task not yet running: the environment build it waits for, as the API shows it.
-    public func environmentWait(digest: String) async -> JSONValue? {
+    public func environmentWait(digest: String) async -> WaitingFor? {
         guard await dispatcher.isWaitingForEnvironment(digest: digest),
             let entry = try? await catalog.index.entry(digest: digest),
             let record = try? catalog.cachedRecord(owner: entry.owner, name: entry.name, version: entry.version)
         else { return nil }
         let requirements = record.metadata.environment.requirements
         guard case .building(let since)? = await environments.status(requirements) else { return nil }
-        return [
-            "state": "building", "id": .string(await environments.id(for: requirements)),
-            "packages": .array(requirements.requirements.map { .string($0.installArgument) }),
-            "building_for_s": .int(Int64(Date().timeIntervalSince(since))),
-        ]
+        return .building(
+            id: await environments.id(for: requirements), packages: requirements.requirements.map(\.installArgument),
+            seconds: Int(Date().timeIntervalSince(since)))
     }
 
     /// Items with different parameters never share a batch.

@@ -15,8 +15,9 @@ struct CancelCommand: AsyncParsableCommand {
         try await CLIError.guarding {
             let reply = try await options.client().request("POST", "/v1/tasks/\(task)/cancel", body: Array("{}".utf8))
             if options.json { return Output.json(reply.json) }
-            let cancelled = reply.json["cancelled_items"]?.intValue ?? 0
-            let running = reply.json["running_items"]?.intValue ?? 0
+            let doc = TaskDocument(json: reply.json)
+            let cancelled = doc.cancelledItems ?? 0
+            let running = doc.runningItems ?? 0
             var line = "\(task): cancelled \(cancelled) input(s)"
             if running > 0 { line += "; \(running) already running will finish (dlhub status \(task))" }
             print(line)

@@ -108,16 +108,16 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     /// Prints outputs; a failed item makes the exit status non-zero.
-    static func printResult(_ task: JSONValue, json: Bool) throws {
-        if json { Output.json(task); return }
-        if let output = task["output"] {
-            Output.json(output)
-        } else if let error = task["error"]?.stringValue {
+    static func printResult(_ reply: JSONValue, json: Bool) throws {
+        if json { Output.json(reply); return }
+        let task = TaskDocument(json: reply)
+        if let error = task.error, task.outputs == nil {
             throw CLIError("the servable failed on this input: \(error)")
-        } else if let outputs = task["outputs"] {
-            Output.json(outputs)
-            let errors = (task["errors"]?.arrayValue ?? []).enumerated().compactMap { i, e in e.stringValue.map { "  inputs[\(i)]: \($0)" }
-            }
+        } else if let output = task.output {
+            Output.json(output)
+        } else if let outputs = task.outputs {
+            Output.json(.array(outputs))
+            let errors = (task.errors ?? []).enumerated().compactMap { i, e in e.map { "  inputs[\(i)]: \($0)" } }
             if !errors.isEmpty { throw CLIError("\(errors.count) input(s) failed:\n" + errors.joined(separator: "\n")) }
         }
     }
@@ -129,8 +129,9 @@ struct RunCommand: AsyncParsableCommand {
         var lastState = ""
         let terminal = isatty(2) == 1
 
-        mutating func show(_ task: JSONValue, since: Date) {
-            let state = Self.describe(task)
+        mutating func show(_ reply: JSONValue, since: Date) {
+            let task = TaskDocument(json: reply)
+            let state = task.waitingFor?.describe(status: task.status) ?? ""
             let line = "waiting \(Int(Date().timeIntervalSince(since))) s" + (state.isEmpty ? "" : ": " + state)
             if terminal {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
@@ -139,25 +140,6 @@ struct RunCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\(line)\n".utf8))
             }
             lastState = state
-        }
-
-        static func describe(_ task: JSONValue) -> String {
-            let w = task["waiting_for"]
-            if let environment = w?["environment"] {
-                let packages = (environment["packages"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
-                return "building the servable's Python environment (\(packages))"
-            } else if let paused = w?["paused"]?.stringValue {
-                return "pool \(w?["pool"]?.stringValue ?? "") is paused: \(paused)"
-            } else if let job = w?["job_id"]?.intValue {
-                let state = w?["state"]?.stringValue ?? "?"
-                let reason = w?["reason"]?.stringValue ?? ""
-                return state == "RUNNING"
-                    ? "pilot job \(job) is running; task \(task["status"]?.stringValue ?? "")"
-                    : "pilot job \(job) is \(state) (\(reason)) in pool \(w?["pool"]?.stringValue ?? "")"
-            } else if w?["state"]?.stringValue == "SUBMITTING" {
-                return "submitting a pilot job to pool \(w?["pool"]?.stringValue ?? "")"
-            }
-            return ""
         }
 
         func finish() {

@@ -22,14 +22,11 @@ struct StatusCommand: AsyncParsableCommand {
                 }
                 progress.finish()
             }
-            if options.json || reply.status == 202 {
-                if !options.json {
-                    print(
-                        "\(task): \(reply.json["status"]?.stringValue ?? "?") (\(reply.json["remaining"]?.intValue ?? 0) of \(reply.json["items"]?.intValue ?? 0) input(s) to go)"
-                    )
-                    return
-                }
-                return Output.json(reply.json)
+            if options.json { return Output.json(reply.json) }
+            if reply.status == 202 {
+                let doc = TaskDocument(json: reply.json)
+                print("\(task): \(doc.status) (\(doc.remaining) of \(doc.items) input(s) to go)")
+                return
             }
             try RunCommand.printResult(reply.json, json: false)
         }

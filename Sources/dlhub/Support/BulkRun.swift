@@ -179,13 +179,14 @@ struct BulkRun {
         }
     }
 
-    static func outputLines(_ task: JSONValue, count: Int) -> ([UInt8], Int) {
-        let outputs = task["outputs"]?.arrayValue ?? []
-        let errors = task["errors"]?.arrayValue ?? []
+    static func outputLines(_ reply: JSONValue, count: Int) -> ([UInt8], Int) {
+        let task = TaskDocument(json: reply)
+        let outputs = task.outputs ?? []
+        let errors = task.errors ?? []
         var out: [UInt8] = []
         var failed = 0
         for i in 0..<count {
-            if i < errors.count, let message = errors[i].stringValue {
+            if i < errors.count, let message = errors[i] {
                 out += JSONValue.object(["error": .string(message)]).encoded()
                 failed += 1
             } else if i < outputs.count {
