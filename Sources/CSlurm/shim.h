@@ -10,6 +10,8 @@
 /* libslurm exports these string helpers but slurm.h (22.05) does not declare them. */
 extern char *slurm_job_reason_string(enum job_state_reason inx);
 extern char *slurm_job_state_string(uint32_t inx);
+/* Named in slurm.h's comment on slurm_job_will_run2 but not declared there. */
+extern void slurm_free_will_run_response_msg(will_run_response_msg_t *msg);
 
 /* Macros Swift cannot import, as prefixed helpers. */
 static inline uint32_t cslurm_job_state_base(uint32_t state) { return state & JOB_STATE_BASE; }

@@ -72,20 +72,10 @@ public struct DLHubServer: Sendable {
         runner = Runner(
             catalog: catalog, store: tasks, dispatcher: dispatcher, waiters: waiters, environments: environments, pools: pools,
             logger: logger)
-        let files = try InstalledFiles(configuration: configuration)
-        let logDirectory = configuration.registryRoot + "/.pilot-logs"
+        let pilotSettings = try Self.pilotSettings(configuration)
         try? FileManager.default.createDirectory(
-            atPath: logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        // Pilot jobs get the service's environment, minus what belongs to another job or secret.
-        let environment = ProcessInfo.processInfo.environment.filter {
-            !$0.key.hasPrefix("SLURM_JOB") && !$0.key.hasPrefix("DLHUB_PILOT") && $0.key != "MUNGE_SOCKET"
-        }.map { "\($0.key)=\($0.value)" }.sorted()
-        pilots = PilotManager(
-            settings: .init(
-                pools: pools, script: try PilotScript(templatePath: files.template), pilotExecutable: files.pilot,
-                workerScript: files.workerScript, python: configuration.python, logDirectory: logDirectory, environment: environment,
-                sandbox: configuration.sandbox),
-            slurm: slurm, dispatcher: dispatcher, logger: logger)
+            atPath: pilotSettings.logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        pilots = PilotManager(settings: pilotSettings, slurm: slurm, dispatcher: dispatcher, logger: logger)
         let manager = pilots
         var listenerLimits = PilotListener.Limits()
         listenerLimits.frameBytes = configuration.pilotFrameBytes
@@ -94,6 +84,20 @@ public struct DLHubServer: Sendable {
             logger: logger,
             job: { await manager.listenerJob($0) })
         try await runner.restore()
+    }
+
+    /// What the pilot manager submits with: the pools, the installed files, the template.
+    public static func pilotSettings(_ configuration: ServiceConfiguration) throws(DLHubError) -> PilotManager.Settings {
+        let files = try InstalledFiles(configuration: configuration)
+        // Pilot jobs get the service's environment, minus what belongs to another job or secret.
+        let environment = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("SLURM_JOB") && !$0.key.hasPrefix("DLHUB_PILOT") && $0.key != "MUNGE_SOCKET"
+        }.map { "\($0.key)=\($0.value)" }.sorted()
+        return .init(
+            pools: configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools,
+            script: try PilotScript(templatePath: files.template),
+            pilotExecutable: files.pilot, workerScript: files.workerScript, python: configuration.python,
+            logDirectory: configuration.registryRoot + "/.pilot-logs", environment: environment, sandbox: configuration.sandbox)
     }
 
     /// Everything `dlhubd` runs: the HTTP application, the pilot listener and the pilot manager.

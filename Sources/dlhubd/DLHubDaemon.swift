@@ -36,6 +36,11 @@ struct DLHubDaemon: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["DLHUB_LOG_LEVEL"] ?? "info"
 
+    @Option(
+        name: .customLong("check-config"),
+        help: "Check this configuration file and exit: files, worker Python, registry, and whether Slurm accepts each pool's pilot job.")
+    var checkConfig: String?
+
     @Flag(name: .customLong("allow-root"), help: "Run as root anyway: for a throwaway development cluster only, never on a shared one.")
     var allowRoot = false
 
@@ -49,6 +54,7 @@ struct DLHubDaemon: AsyncParsableCommand {
         let prometheus = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
         let logger = Logger(label: "dlhubd")
+        if let checkConfig { return try await Self.check(checkConfig, registry: registry, logger: logger) }
         if geteuid() == 0 {
             guard allowRoot else {
                 logger.critical("\(Self.rootRefusal)")
@@ -79,6 +85,23 @@ struct DLHubDaemon: AsyncParsableCommand {
             configuration: .init(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// `--check-config FILE`: one line per check; exit status 1 on a problem, 2 when the file does not parse.
+    static func check(_ file: String, registry: String?, logger: Logger) async throws {
+        var settings: ServiceConfiguration
+        do throws(DLHubError) {
+            settings = try ServiceConfiguration.load(file: file, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            print("PROBLEM configuration \(file): \(error.message)")
+            throw ExitCode(2)
+        }
+        if let registry { settings.registryRoot = registry }
+        print("ok      configuration \(file): \(settings.pools.count) pool(s)")
+        let slurm = LibSlurmClient(logger: logger)
+        let verdicts = await ConfigurationCheck.run(settings) { job async throws(DLHubError) in try await slurm.willRun(job) }
+        for verdict in verdicts { print(verdict.line) }
+        if verdicts.contains(where: { !$0.ok }) { throw ExitCode(1) }
     }
 
     static let rootRefusal = """

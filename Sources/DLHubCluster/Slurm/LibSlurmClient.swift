@@ -1,6 +1,7 @@
 import CSlurm
 import DLHubCore
 import Dispatch
+import Foundation
 import Glibc
 import Logging
 
@@ -43,7 +44,8 @@ public final class LibSlurmClient: SlurmScheduler {
         return id
     }
 
-    static func submitBlocking(_ job: JobSubmission) throws(DLHubError) -> UInt32 {
+    /// Fills a libslurm job description from `job` for the length of `body`.
+    static func withDescription<T>(_ job: JobSubmission, _ body: (inout job_desc_msg_t) -> T) -> T {
         var desc = job_desc_msg_t()
         slurm_init_job_desc_msg(&desc)
         var owned: [UnsafeMutablePointer<CChar>] = []
@@ -80,21 +82,41 @@ public final class LibSlurmClient: SlurmScheduler {
         var env = job.environment.map { c($0) }
         env.append(nil)
         desc.env_size = UInt32(job.environment.count)
-        var response: UnsafeMutablePointer<submit_response_msg_t>?
-        let rc = env.withUnsafeMutableBufferPointer { buffer -> Int32 in
+        return env.withUnsafeMutableBufferPointer { buffer -> T in
             desc.environment = buffer.baseAddress
-            return slurm_submit_batch_job(&desc, &response)
+            return body(&desc)
         }
-        guard rc == 0, let response else {
-            var error = lastError("submitting job '\(job.name)'")
-            if slurm_get_errno() == cslurm_invalid_partition_error() {
-                error.message =
-                    "submitting job '\(job.name)': partition '\(job.partition ?? "(default)")' does not exist on this cluster; check the pool's partition (`sinfo` lists them)"
-            }
-            throw error
-        }
+    }
+
+    static func submitBlocking(_ job: JobSubmission) throws(DLHubError) -> UInt32 {
+        var response: UnsafeMutablePointer<submit_response_msg_t>?
+        let rc = withDescription(job) { desc in slurm_submit_batch_job(&desc, &response) }
+        guard rc == 0, let response else { throw refusal(job, "submitting") }
         defer { slurm_free_submit_response_response_msg(response) }
         return response.pointee.job_id
+    }
+
+    /// Slurm's error for a job it refused, in words that name what to fix.
+    static func refusal(_ job: JobSubmission, _ doing: String) -> DLHubError {
+        var error = lastError("\(doing) job '\(job.name)'")
+        if slurm_get_errno() == cslurm_invalid_partition_error() {
+            error.message =
+                "\(doing) job '\(job.name)': partition '\(job.partition ?? "(default)")' does not exist on this cluster; check the pool's partition (`sinfo` lists them)"
+        }
+        return error
+    }
+
+    /// What Slurm says of a job without submitting it: when and where it would start, or why it
+    /// would be refused (the thrown error).
+    public func willRun(_ job: JobSubmission) async throws(DLHubError) -> (start: Date, nodes: String) {
+        try await run { () throws(DLHubError) -> (start: Date, nodes: String) in
+            var response: UnsafeMutablePointer<will_run_response_msg_t>?
+            let rc = Self.withDescription(job) { desc in slurm_job_will_run2(&desc, &response) }
+            guard rc == 0, let response else { throw Self.refusal(job, "testing") }
+            defer { slurm_free_will_run_response_msg(response) }
+            let nodes = response.pointee.node_list.map { String(cString: $0) } ?? ""
+            return (Date(timeIntervalSince1970: TimeInterval(response.pointee.start_time)), nodes)
+        }
     }
 
     public func job(_ id: UInt32) async throws(DLHubError) -> JobInfo? {
