@@ -165,6 +165,8 @@ public struct DLHubServer: Sendable {
                     logger.error("cannot write service.json", metadata: ["error": "\(error)"])
                 }
                 logger.info("dlhubd listening", metadata: ["http.url": "\(url)", "registry.root": "\(configuration.registryRoot)"])
+                // systemd (Type=notify): ready once clients can find the service and reach it.
+                SystemdNotify.send("READY=1\nSTATUS=listening on \(url)")
             },
             logger: logger)
     }

@@ -85,6 +85,7 @@ struct DLHubDaemon: AsyncParsableCommand {
             configuration: .init(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        SystemdNotify.send("STOPPING=1")
     }
 
     /// `--check-config FILE`: one line per check; exit status 1 on a problem, 2 when the file does not parse.
