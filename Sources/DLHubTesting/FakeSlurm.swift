@@ -45,7 +45,14 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
         return jobs[id]
     }
 
-    public func cancel(_ id: UInt32) async throws(DLHubError) { set(id, state: .cancelled) }
+    /// Seconds each cancel takes (a controller that does not answer).
+    public var cancelDelaySeconds = 0.0
+
+    public func cancel(_ id: UInt32) async throws(DLHubError) {
+        if cancelDelaySeconds > 0 { try? await Task.sleep(for: .seconds(cancelDelaySeconds)) }
+        set(id, state: .cancelled)
+        lock.withLock { cancelled.append(id) }
+    }
 
     public func signal(_ id: UInt32, signal: Int32) async throws(DLHubError) {}
 

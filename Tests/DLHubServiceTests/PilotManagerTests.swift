@@ -22,6 +22,29 @@ import Testing
         return (manager, dispatcher, dir)
     }
 
+    @Test func aStopCancelsEveryPilotJobButNeverWaitsLongerThanItsBound() async throws {
+        var pool = PoolConfiguration(name: "warm")
+        pool.minPilots = 3
+        pool.maxPilots = 3
+        let quick = FakeSlurm()
+        let (manager, _, _) = try makeManager(quick, pool: pool)
+        await manager.setServiceAddress("127.0.0.1:9999")
+        await manager.tick()
+        #expect(quick.submissionCount == 3)
+        await manager.shutdown(within: 5)
+        #expect(Set(quick.cancelled) == Set(quick.submittedIDs), "all cancelled")
+
+        // A controller that does not answer: each cancel would take a minute.
+        let stuck = FakeSlurm()
+        stuck.cancelDelaySeconds = 60
+        let (slow, _, _) = try makeManager(stuck, pool: pool)
+        await slow.setServiceAddress("127.0.0.1:9999")
+        await slow.tick()
+        let started = Date()
+        await slow.shutdown(within: 1)
+        #expect(Date().timeIntervalSince(started) < 10, "the stop is bounded, not 3 x 60 s")
+    }
+
     @Test func keepsMinimumAndRendersTheTemplate() async throws {
         let slurm = FakeSlurm()
         var pool = PoolConfiguration(name: "warm")

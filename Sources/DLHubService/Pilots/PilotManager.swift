@@ -261,18 +261,45 @@ public struct PilotManagerService: Service {
     public func run() async throws {
         await manager.setServiceAddress(await address())
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await manager.tick()
+            // A tick can be stuck in libslurm for a long time when the controller does not answer:
+            // a graceful shutdown does not wait for it (it finishes, or not, on its own).
+            let finished = LockedBox(false)
+            let tick = Task {
+                await manager.tick()
+                finished.value = true
+            }
+            while !finished.value, !Task.isShuttingDownGracefully, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
+            _ = tick
             try? await Task.sleep(for: interval)
         }
-        await manager.shutdown()
+        await manager.shutdown(within: Self.shutdownSeconds)
     }
+
+    /// The longest a stop waits for Slurm to cancel the pilot jobs.
+    public static let shutdownSeconds = 8.0
 }
 
 extension PilotManager {
-    /// Cancels every pilot job still alive: pilots exit when the service goes anyway.
-    func shutdown() async {
-        for (id, job) in jobs where job.endedAt == nil {
-            try? await slurm.cancel(id)
+    /// Cancels every pilot job still alive, all at once, waiting at most `seconds`: a stop never
+    /// hangs on an unreachable controller. Jobs it could not cancel end at their walltime, or
+    /// sooner, when their pilot finds the service gone.
+    public func shutdown(within seconds: Double) async {
+        let alive = jobs.filter { $0.value.endedAt == nil }.map(\.key)
+        guard !alive.isEmpty else { return }
+        let left = LockedBox(alive.count)
+        let slurm = self.slurm
+        for id in alive {
+            Task.detached {
+                try? await slurm.cancel(id)
+                left.update { $0 -= 1 }
+            }
+        }
+        let deadline = Date().addingTimeInterval(seconds)
+        while left.value > 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if left.value > 0 {
+            logger.warning(
+                "stopping without cancelling every pilot job: Slurm did not answer in time (is slurmctld up?); they end when their pilots find the service gone",
+                metadata: ["slurm.jobs": "\(alive.map(String.init).joined(separator: ","))", "left": "\(left.value)"])
         }
     }
 }
