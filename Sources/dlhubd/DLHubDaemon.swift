@@ -52,7 +52,17 @@ struct DLHubDaemon: AsyncParsableCommand {
             return handler
         }
         let prometheus = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+        var factory = PrometheusMetricsFactory(registry: prometheus)
+        // Queue waits run from milliseconds (a warm pilot) to the cluster's queue wait (minutes).
+        let waits: [Duration] = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60), .seconds(120), .seconds(300), .seconds(900), .seconds(1800), .seconds(3600),
+        ]
+        factory.durationHistogramBuckets = ["dlhub_queue_wait_seconds": waits, "dlhub_request_seconds": waits]
+        factory.valueHistogramBuckets = ["dlhub_batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]]
+        MetricsSystem.bootstrap(factory)
+        Gauge(label: "dlhub_build_info", dimensions: [("version", DLHubVersion.current)]).record(1)
         let logger = Logger(label: "dlhubd")
         if let checkConfig { return try await Self.check(checkConfig, registry: registry, logger: logger) }
         if geteuid() == 0 {

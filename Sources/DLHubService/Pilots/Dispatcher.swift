@@ -24,6 +24,8 @@ public actor Dispatcher {
         /// Its output may go to the result cache (a deterministic servable, and the request did
         /// not say `"cache": false`).
         public var cacheable: Bool
+        /// When it was queued (monotonic nanoseconds): its queue wait and latency are measured from here.
+        public var queuedAt: UInt64
 
         public init(id: UInt64, taskID: String, owner: String, payload: [UInt8], cacheable: Bool = true) {
             self.id = id
@@ -31,6 +33,7 @@ public actor Dispatcher {
             self.owner = owner
             self.payload = payload
             self.cacheable = cacheable
+            queuedAt = DispatchTime.now().uptimeNanoseconds
         }
     }
 
@@ -45,6 +48,8 @@ public actor Dispatcher {
         var digest: String
         var deterministic: Bool
         var servableOwner: String?
+        /// `owner/name`: what the latency metrics are labelled with.
+        var servable: String
     }
 
     /// Limits the dispatcher enforces (the service's configuration).
@@ -117,6 +122,8 @@ public actor Dispatcher {
     let itemsRequeued = Counter(label: "dlhub_items_requeued_total")
     let cacheHits = Counter(label: "dlhub_cache_hits_total")
     let queuedGauge = Gauge(label: "dlhub_items_queued")
+    let batchSizes = Recorder(label: "dlhub_batch_size")
+    var servableMetrics: [String: ServableMetrics] = [:]
 
     let itemsRefused = Counter(label: "dlhub_items_refused_over_quota_total")
     let batchesTakenBack = Counter(label: "dlhub_batches_taken_back_total")
@@ -441,8 +448,30 @@ public actor Dispatcher {
                 }
             }
         }
+        let latency = metrics(for: batch.servable).latency
+        let now = DispatchTime.now().uptimeNanoseconds
+        for item in batch.items { latency.recordNanoseconds(Int64(now &- item.queuedAt)) }
         await record(answered)
     }
+
+    /// Per-servable histograms: queue wait (accepted to sent to a pilot) and latency (accepted
+    /// to answered by a pilot), in seconds.
+    struct ServableMetrics {
+        var queueWait: Metrics.Timer
+        var latency: Metrics.Timer
+    }
+
+    func metrics(for servable: String) -> ServableMetrics {
+        if let known = servableMetrics[servable] { return known }
+        if servableMetrics.count > 10_000 { servableMetrics.removeAll() }
+        let made = ServableMetrics(
+            queueWait: Metrics.Timer(label: "dlhub_queue_wait_seconds", dimensions: [("servable", servable)]),
+            latency: Metrics.Timer(label: "dlhub_request_seconds", dimensions: [("servable", servable)]))
+        servableMetrics[servable] = made
+        return made
+    }
+
+    static func servableLabel(_ metadata: ServableMetadata) -> String { "\(metadata.owner ?? "")/\(metadata.name)" }
 
     func record(_ results: [ItemResult]) async {
         for r in results {
@@ -568,7 +597,7 @@ public actor Dispatcher {
         let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
         sessions[sid]!.inFlight[batchID] = InFlight(
             key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
-            servableOwner: q.metadata.owner)
+            servableOwner: q.metadata.owner, servable: Self.servableLabel(q.metadata))
         sessions[sid]!.outbound.yield(
             .batch(
                 Batch(
@@ -577,6 +606,10 @@ public actor Dispatcher {
         for (task, n) in Self.runs(items) { runningTasks[task, default: 0] += n }
         itemsDispatched.increment(by: items.count)
         batchesDispatched.increment()
+        batchSizes.record(items.count)
+        let wait = metrics(for: Self.servableLabel(q.metadata)).queueWait
+        let sent = DispatchTime.now().uptimeNanoseconds
+        for item in items { wait.recordNanoseconds(Int64(sent &- item.queuedAt)) }
     }
 
     /// Batches a pilot has held past their deadline (a worker that hangs in a way the pilot does

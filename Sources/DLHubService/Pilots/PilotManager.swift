@@ -159,6 +159,7 @@ public actor PilotManager {
             }
             poolStates[pool.name] = state
         }
+        updatePilotGauges()
     }
 
     @discardableResult
@@ -280,6 +281,22 @@ public struct PilotManagerService: Service {
 }
 
 extension PilotManager {
+    /// `dlhub_pilots{pool, state}`: pilot jobs by pool and Slurm state (pending, running, ...).
+    func updatePilotGauges() {
+        var counts: [String: Int] = [:]
+        for pool in settings.pools {
+            for state in ["PENDING", "RUNNING"] { counts[pool.name + "\u{1F}" + state] = 0 }
+        }
+        for job in jobs.values where job.endedAt == nil {
+            counts[job.pool + "\u{1F}" + (job.info?.state.rawValue ?? "PENDING"), default: 0] += 1
+        }
+        for (key, n) in counts {
+            let parts = key.split(separator: "\u{1F}", maxSplits: 1).map(String.init)
+            Gauge(label: "dlhub_pilots", dimensions: [("pool", parts[0]), ("state", parts.count > 1 ? parts[1].lowercased() : "")]).record(
+                n)
+        }
+    }
+
     /// Cancels every pilot job still alive, all at once, waiting at most `seconds`: a stop never
     /// hangs on an unreachable controller. Jobs it could not cancel end at their walltime, or
     /// sooner, when their pilot finds the service gone.
