@@ -54,7 +54,7 @@ public enum TestInstall {
             try install(try BuiltProducts.path(name), dir + "/bin/" + name, mode: 0o755)
         }
         let root = BuiltProducts.packageRoot
-        try install(root + "/slurm/pilot.sbatch.template", dir + "/share/dlhub/slurm/pilot.sbatch.template", mode: 0o644)
+        try install(root + "/share/dlhub/slurm/pilot.sbatch.template", dir + "/share/dlhub/slurm/pilot.sbatch.template", mode: 0o644)
         try install(root + "/python/dlhub_worker.py", dir + "/share/dlhub/python/dlhub_worker.py", mode: 0o644)
         made = dir
         return dir

@@ -109,6 +109,12 @@ struct DLHubDaemon: AsyncParsableCommand {
         }
         if let registry { settings.registryRoot = registry }
         print("ok      configuration \(file): \(settings.pools.count) pool(s)")
+        // libslurm ends the process when it finds no configuration: say so first, and how to fix it.
+        let slurmConf = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? "/etc/slurm/slurm.conf"
+        guard FileManager.default.isReadableFile(atPath: slurmConf) else {
+            print("PROBLEM slurm: cannot read \(slurmConf); set SLURM_CONF to the cluster's slurm.conf")
+            throw ExitCode(1)
+        }
         let slurm = LibSlurmClient(logger: logger)
         let verdicts = await ConfigurationCheck.run(settings) { job async throws(DLHubError) in try await slurm.willRun(job) }
         for verdict in verdicts { print(verdict.line) }

@@ -12,9 +12,11 @@ struct InstalledFiles {
     init(configuration: ServiceConfiguration) throws(DLHubError) {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let bin = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // An install (<prefix>/bin next to <prefix>/share/dlhub), or a build in the checkout
+        // (.build/<triple>/<config>, whose assets are in share/dlhub/ and python/).
         let roots = [
-            bin.appendingPathComponent("../share/dlhub"), bin.appendingPathComponent("../.."), bin.appendingPathComponent("../../.."),
-        ].map { $0.standardizedFileURL.path }
+            "../share/dlhub", "../../../share/dlhub", "../../share/dlhub", "../../..", "../..",
+        ].map { bin.appendingPathComponent($0).standardizedFileURL.path }
         func find(_ relative: String, configured: String?, what: String, setting: String) throws(DLHubError) -> String {
             if let configured { return configured }
             for root in roots where FileManager.default.fileExists(atPath: root + "/" + relative) { return root + "/" + relative }

@@ -44,7 +44,7 @@ public struct ServiceConfiguration: Sendable {
     public var pilotExecutable: String?
     /// The Python worker shim; default: `python/dlhub_worker.py` found next to the binaries.
     public var workerScript: String?
-    /// The pilot job template; default: `slurm/pilot.sbatch.template` found next to the binaries.
+    /// The pilot job template; default: `share/dlhub/slurm/pilot.sbatch.template` found next to the binaries.
     public var pilotTemplate: String?
     /// Where pilots connect: host:port of the pilot listener (port 0 picks one).
     public var pilotListenHost: String = "127.0.0.1"

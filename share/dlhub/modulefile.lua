@@ -1,5 +1,6 @@
 -- DLHub for Slurm: publish, find and run machine-learning models on this cluster.
--- Installed by scripts/install, which fills in @PREFIX@ and @REGISTRY@.
+-- The modulefile template: scripts/install fills in @PREFIX@, @REGISTRY@, @VERSION@ and
+-- @WORKER_PYTHON@ and writes it as modulefiles/dlhub/<version>.lua under the prefix.
 help([==[
 DLHub for Slurm @VERSION@
 
