@@ -27,6 +27,51 @@ import Testing
         if case .submit = actions.first {} else { Issue.record("expected a submit, got \(actions)") }
     }
 
+    // MARK: queue-wait hiding
+
+    func submits(_ actions: [PoolPolicy.Action]) -> Int {
+        actions.filter { if case .submit = $0 { return true } else { return false } }.count
+    }
+
+    @Test func busyPilotsWithAQueueWaitGetTheNextPilotQueuedAhead() {
+        // 3 of 4 slots busy, nothing queued yet, jobs seen to wait 120 s: the next pilot queues now.
+        let busy = [pilot(1, busy: 3)]
+        let ahead = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: busy, queuedItems: 0, queueWait: 120))
+        #expect(submits(ahead) == 1, "\(ahead)")
+        // No queue wait (pilots start at once): submitting on demand is enough.
+        #expect(submits(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: busy, queuedItems: 0, queueWait: 0))) == 0)
+        // Not busy enough.
+        #expect(
+            submits(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [pilot(1, busy: 1)], queuedItems: 0, queueWait: 120)))
+                == 0)
+        // One already waiting in the queue: the budget (max_queued_ahead = 1) is used.
+        let waiting = busy + [pilot(2, .pending, end: 0, connected: false)]
+        #expect(submits(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: waiting, queuedItems: 0, queueWait: 120))) == 0)
+        // Turned off.
+        var off = pool
+        off.maxQueuedAhead = 0
+        #expect(submits(PoolPolicy.actions(pool: off, snapshot: .init(now: now, pilots: busy, queuedItems: 0, queueWait: 120))) == 0)
+        // Never beyond max_pilots.
+        var one = pool
+        one.maxPilots = 1
+        #expect(submits(PoolPolicy.actions(pool: one, snapshot: .init(now: now, pilots: busy, queuedItems: 0, queueWait: 120))) == 0)
+    }
+
+    @Test func aReplacementIsSubmittedEarlyEnoughToOutwaitTheQueue() {
+        // Walltime 60 min: without a queue wait the replacement goes 10 min before the end.
+        #expect(PoolPolicy.replacementLead(walltimeMinutes: 60) == 600)
+        // Jobs wait 20 min in the queue: drain lead 300 s + 1.5 x 1200 s + 30 s.
+        #expect(PoolPolicy.replacementLead(walltimeMinutes: 60, queueWait: 1200) == 300 + 1800 + 30)
+        // Never more than the walltime.
+        #expect(PoolPolicy.replacementLead(walltimeMinutes: 10, queueWait: 3600) == 600)
+        // 25 min left on a busy pilot: replaced now with a 20 min queue wait, not yet without one.
+        let p = pilot(1, end: now + 1500, busy: 1)
+        let withWait = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [p], queuedItems: 0, queueWait: 1200))
+        #expect(withWait.contains(.submitReplacement(replacing: 1)), "\(withWait)")
+        let without = PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [p], queuedItems: 0, queueWait: 0))
+        #expect(!without.contains(.submitReplacement(replacing: 1)))
+    }
+
     @Test func nothingQueuedNothingSubmitted() {
         #expect(PoolPolicy.actions(pool: pool, snapshot: .init(now: now, pilots: [], queuedItems: 0)).isEmpty)
     }

@@ -45,6 +45,22 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 10, "the stop is bounded, not 3 x 60 s")
     }
 
+    @Test func theQueueWaitIsLearnedFromSlurmsSubmitAndStartTimes() async throws {
+        let slurm = FakeSlurm()
+        var pool = PoolConfiguration(name: "busy")
+        pool.minPilots = 1
+        let (manager, _, _) = try makeManager(slurm, pool: pool)
+        await manager.setServiceAddress("127.0.0.1:9999")
+        await manager.tick()
+        let id = try #require(slurm.submittedIDs.first)
+        slurm.set(id, state: .running, endTime: Int64(Date().timeIntervalSince1970) + 3600)
+        slurm.jobs[id]?.submitTime = 1_000
+        slurm.jobs[id]?.startTime = 1_120
+        await manager.tick()
+        let report = await manager.report()
+        #expect(report["pools"]?.arrayValue?.first?["queue_wait_s"] == 120)
+    }
+
     @Test func keepsMinimumAndRendersTheTemplate() async throws {
         let slurm = FakeSlurm()
         var pool = PoolConfiguration(name: "warm")

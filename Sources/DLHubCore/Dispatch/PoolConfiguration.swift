@@ -21,6 +21,9 @@ public struct PoolConfiguration: Sendable, Hashable {
     public var maxWorkersPerPilot: Int = 8
     /// Whether workers on this pool keep the node's network (off: each worker has none).
     public var workerNetwork = false
+    /// Pilot jobs this pool may keep waiting in Slurm's queue ahead of demand, when its pilots
+    /// are busy and its jobs are seen to wait in the queue (`PoolPolicy`); 0 turns it off.
+    public var maxQueuedAhead = 1
 
     public init(name: String) { self.name = name }
 
@@ -52,6 +55,7 @@ public struct PoolConfiguration: Sendable, Hashable {
             case "memory_per_node_mb": memoryPerNodeMB = try int()
             case "gpus_per_node": gpusPerNode = try int()
             case "max_workers_per_pilot": maxWorkersPerPilot = max(1, try int())
+            case "max_queued_ahead": maxQueuedAhead = try int()
             case "worker_network":
                 guard let b = value.boolValue else { throw DLHubError(.badRequest, "\(path).worker_network must be true or false") }
                 workerNetwork = b

@@ -42,11 +42,15 @@ public enum PoolPolicy {
         /// Items waiting for this pool.
         public var queuedItems: Int
         public var paused: Bool
-        public init(now: Int64, pilots: [Pilot], queuedItems: Int, paused: Bool = false) {
+        /// How long this pool's pilot jobs have been seen to wait in Slurm's queue (seconds,
+        /// learned from their submit and start times; 0 until one has started).
+        public var queueWait: Int64
+        public init(now: Int64, pilots: [Pilot], queuedItems: Int, paused: Bool = false, queueWait: Int64 = 0) {
             self.now = now
             self.pilots = pilots
             self.queuedItems = queuedItems
             self.paused = paused
+            self.queueWait = queueWait
         }
     }
 
@@ -57,10 +61,20 @@ public enum PoolPolicy {
         case drain(UInt32, reason: String)
     }
 
-    /// Seconds before the walltime end at which a replacement is submitted.
-    public static func replacementLead(walltimeMinutes: Int) -> Int64 {
-        Int64(min(600, max(30, walltimeMinutes * 60 / 2)))
+    /// Seconds before the walltime end at which a replacement is submitted: early enough that,
+    /// after the queue wait this pool's jobs see (with half again as margin, plus 30 s), it is
+    /// running before its predecessor starts draining. Never more than the walltime.
+    public static func replacementLead(walltimeMinutes: Int, queueWait: Int64 = 0) -> Int64 {
+        let base = Int64(min(600, max(30, walltimeMinutes * 60 / 2)))
+        let needed = drainLead(walltimeMinutes: walltimeMinutes) + queueWait * 3 / 2 + 30
+        return min(Int64(walltimeMinutes * 60), max(base, needed))
     }
+
+    /// Busy share of a pool's slots at which, when its jobs wait in the queue, the next pilot is
+    /// submitted ahead of demand.
+    public static let busyShareBeforeQueueingAhead = 0.75
+    /// A learned queue wait below this is treated as none: no pilot is queued ahead for it.
+    public static let queueWaitWorthQueueingAhead: Int64 = 5
 
     /// Seconds before the walltime end at which a pilot is drained (also its `--signal` time).
     public static func drainLead(walltimeMinutes: Int) -> Int64 {
@@ -72,7 +86,7 @@ public enum PoolPolicy {
 
     public static func actions(pool: PoolConfiguration, snapshot s: Snapshot) -> [Action] {
         var actions: [Action] = []
-        let replaceLead = replacementLead(walltimeMinutes: pool.walltimeMinutes)
+        let replaceLead = replacementLead(walltimeMinutes: pool.walltimeMinutes, queueWait: s.queueWait)
         let drainLead = drainLead(walltimeMinutes: pool.walltimeMinutes)
         let alive = s.pilots.filter { !$0.state.isFinished }
         // Pilots that will still be serving a while from now: not draining, not near their end.
@@ -113,7 +127,19 @@ public enum PoolPolicy {
                 actions.append(.submit(reason: "\(s.queuedItems) item(s) queued and no pilot"))
             } else if pending == 0, s.queuedItems > max(1, slots) * itemsPerSlotBeforeScaling {
                 actions.append(.submit(reason: "\(s.queuedItems) item(s) queued beyond what \(serving) pilot(s) absorb"))
+                total += 1
             }
+        }
+        // Queue-wait hiding: when this pool's jobs wait in the queue and its pilots are nearly
+        // full, the next pilot waits in the queue now, not after demand has outgrown them.
+        let busy = lasting.filter { $0.connected }.reduce(0) { $0 + $1.busy }
+        if s.queueWait >= queueWaitWorthQueueingAhead, pending < pool.maxQueuedAhead, total < pool.maxPilots, slots > 0,
+            Double(busy) >= Double(slots) * busyShareBeforeQueueingAhead,
+            !actions.contains(where: { if case .submit = $0 { return true } else { return false } })
+        {
+            actions.append(
+                .submit(
+                    reason: "pilots \(busy * 100 / slots)% busy and jobs wait ~\(s.queueWait) s in the queue: the next one queues ahead"))
         }
         // Idle pilots beyond the minimum are released.
         var keep = lasting.count

@@ -18,6 +18,8 @@ public actor PilotManager {
         var info: JobInfo?
         var replaced = false
         var drainRequested = false
+        /// Whether its queue wait went into the pool's estimate.
+        var waitLearned = false
         var endedAt: Date?
         /// The secret the job's pilots prove themselves with (`PilotProof`).
         var secret: String
@@ -29,6 +31,9 @@ public actor PilotManager {
         var paused: String?
         var lastError: String?
         var submitted = 0
+        /// How long this pool's pilot jobs wait in Slurm's queue (seconds; a moving average of
+        /// their start minus submit times), nil until one has started.
+        var queueWait: Double?
     }
 
     public struct Settings: Sendable {
@@ -93,6 +98,10 @@ public actor PilotManager {
                 if let info = try await slurm.job(id) {
                     let wasRunning = job.info?.state == .running
                     jobs[id]?.info = info
+                    if !job.waitLearned, info.startTime > 0, info.submitTime > 0, info.state == .running || info.state.isFinished {
+                        jobs[id]?.waitLearned = true
+                        learnQueueWait(pool: job.pool, seconds: Double(max(0, info.startTime - info.submitTime)))
+                    }
                     if wasRunning, info.state == .pending {
                         // Requeued under us (a site default): its pilot is gone; replace it rather than wait.
                         jobs[id]?.endedAt = now
@@ -140,7 +149,8 @@ public actor PilotManager {
             var state = poolStates[pool.name] ?? PoolState()
             let retryDue = state.nextAttempt <= now
             let snapshot = PoolPolicy.Snapshot(
-                now: Int64(now.timeIntervalSince1970), pilots: pilots, queuedItems: load.queuedItems, paused: !retryDue)
+                now: Int64(now.timeIntervalSince1970), pilots: pilots, queuedItems: load.queuedItems, paused: !retryDue,
+                queueWait: queueWait(pool: pool.name, now: now))
             for action in PoolPolicy.actions(pool: pool, snapshot: snapshot) {
                 switch action {
                 case .submit(let reason):
@@ -226,6 +236,7 @@ public actor PilotManager {
                 "pool": .string(pool.name), "partition": .string(pool.partition ?? "(default)"),
                 "min": .int(Int64(pool.minPilots)), "max": .int(Int64(pool.maxPilots)),
                 "queued_items": .int(Int64(load.queuedItems)), "submitted_total": .int(Int64(state.submitted)),
+                "queue_wait_s": .int(queueWait(pool: pool.name, now: now)), "max_queued_ahead": .int(Int64(pool.maxQueuedAhead)),
                 "paused": state.paused.map { .string($0) } ?? .null, "last_error": state.lastError.map { .string($0) } ?? .null,
                 "pilots": .array(pilots),
             ])
@@ -281,6 +292,23 @@ public struct PilotManagerService: Service {
 }
 
 extension PilotManager {
+    /// Folds one job's observed queue wait into its pool's estimate.
+    func learnQueueWait(pool: String, seconds: Double) {
+        var state = poolStates[pool] ?? PoolState()
+        state.queueWait = state.queueWait.map { 0.7 * $0 + 0.3 * seconds } ?? seconds
+        poolStates[pool] = state
+    }
+
+    /// The queue wait the policy plans with: the learned one, or longer while a job of the pool
+    /// has already been pending longer than that (the cluster got busier).
+    func queueWait(pool: String, now: Date) -> Int64 {
+        let learned = poolStates[pool]?.queueWait ?? 0
+        let pendingFor =
+            jobs.values.filter { $0.pool == pool && $0.endedAt == nil && ($0.info?.state ?? .pending) == .pending }
+            .map { now.timeIntervalSince($0.submittedAt) }.max() ?? 0
+        return Int64(max(learned, pendingFor))
+    }
+
     /// `dlhub_pilots{pool, state}`: pilot jobs by pool and Slurm state (pending, running, ...).
     func updatePilotGauges() {
         var counts: [String: Int] = [:]

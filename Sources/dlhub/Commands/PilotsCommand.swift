@@ -16,6 +16,9 @@ struct PilotsCommand: AsyncParsableCommand {
             for pool in reply.json["pools"]?.arrayValue ?? [] {
                 let name = pool["pool"]?.stringValue ?? ""
                 if let paused = pool["paused"]?.stringValue { Output.error("pool \(name) is paused: \(paused)") }
+                if let wait = pool["queue_wait_s"]?.intValue, wait >= 5 {
+                    Output.error("pool \(name): pilot jobs wait about \(wait) s in Slurm's queue; pilots are submitted that much ahead")
+                }
                 for p in pool["pilots"]?.arrayValue ?? [] {
                     let left = p["walltime_left_s"]?.intValue.map { "\($0 / 60)m\($0 % 60)s" } ?? "-"
                     let state = (p["state"]?.stringValue ?? "") + (p["draining"]?.boolValue == true ? " (draining)" : "")
