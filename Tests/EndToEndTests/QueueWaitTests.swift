@@ -42,5 +42,33 @@ extension ClusterServingTests {
             let job = try #require(try h.slurmJobs(pool: "slow").first)
             #expect(job.partition == "queued")
         }
+
+        @Test func busyPilotsOnAQueuedPartitionGetTheNextPilotQueuedAhead() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("ahead", partition: "queued", max: 2)])
+            defer { h.stop() }
+            let dir = try ServingFixtures.pythonFunctions(
+                in: h.work.path, name: "sleeper", function: "slow", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 1
+            )
+            let id = try await h.publish(dir)
+            // The first pilot waits its turn in the queue; its start teaches the manager the wait.
+            #expect(try await h.api.run(id, ["input": 1], wait: 120).json["output"] == 2)
+            // Both slots of the running pilot busy for a while, nothing else queued.
+            let busy = Task {
+                try await h.api.run(id, ["inputs": [1, 2], "parameters": ["delay": 12]], wait: 120)
+            }
+            var jobs: [ServingHarness.SlurmJob] = []
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                jobs = try h.slurmJobs(pool: "ahead").filter { $0.state == "PENDING" || $0.state == "RUNNING" }
+                if jobs.count >= 2 { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(jobs.count == 2, "a second pilot job queued ahead while the first is busy: \(jobs)")
+            let pilots = try await h.pilots()
+            let ahead = pilots.first { $0["why"]?.stringValue?.contains("queues ahead") == true }
+            #expect(ahead != nil, "\(pilots)")
+            #expect(ahead?["state"] == "PENDING")
+            #expect(try await busy.value.json["outputs"] == [2, 4])
+        }
     }
 }
