@@ -118,6 +118,7 @@ public struct DLHubServer: Sendable {
 
     public func makeRouter(metricsText: @escaping @Sendable () -> String = { "" }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        if configuration.accessLog { router.add(middleware: AccessLogMiddleware(logger: Logger(label: "dlhubd.access"))) }
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: AuthenticationMiddleware(authenticator: authenticator))

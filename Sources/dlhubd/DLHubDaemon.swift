@@ -36,6 +36,9 @@ struct DLHubDaemon: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["DLHUB_LOG_LEVEL"] ?? "info"
 
+    @Option(name: .customLong("log-format"), help: "text, or json (one object per line). Also DLHUB_LOG_FORMAT.")
+    var logFormat: String = ProcessInfo.processInfo.environment["DLHUB_LOG_FORMAT"] ?? "text"
+
     @Option(
         name: .customLong("check-config"),
         help: "Check this configuration file and exit: files, worker Python, registry, and whether Slurm accepts each pool's pilot job.")
@@ -46,10 +49,15 @@ struct DLHubDaemon: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        switch logFormat {
+        case "json": LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        case "text":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        default: throw ValidationError("--log-format is text or json, not '\(logFormat)'")
         }
         let prometheus = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: prometheus)

@@ -57,6 +57,8 @@ public struct ServiceConfiguration: Sendable {
     public var environments = EnvironmentSettings()
     /// Logins allowed the admin routes (`dlhub env`); the service account and root always are.
     public var admins: [String] = []
+    /// One log line per HTTP request (`access_log`).
+    public var accessLog = false
 
     public init(registryRoot: String, stateDirectory: String) {
         self.registryRoot = registryRoot
@@ -158,6 +160,9 @@ public struct ServiceConfiguration: Sendable {
                 case "full": durableTasks = true
                 default: throw DLHubError(.badRequest, "\(source): task_store_synchronous must be normal or full")
                 }
+            case "access_log":
+                guard let b = value.boolValue else { throw DLHubError(.badRequest, "\(source): access_log must be true or false") }
+                accessLog = b
             case "python": python = try str()
             case "pilot_executable": pilotExecutable = try str()
             case "pilot_template": pilotTemplate = try str()

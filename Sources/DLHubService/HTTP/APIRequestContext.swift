@@ -6,6 +6,8 @@ public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by `AuthenticationMiddleware` for every route that needs credentials.
     public var caller: Caller?
+    /// Set by `AccessLogMiddleware` (when the access log is on): who the request turned out to be from.
+    var accessLog: AccessLogMiddleware.Entry?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

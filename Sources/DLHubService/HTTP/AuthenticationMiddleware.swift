@@ -15,6 +15,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         do {
             context.caller = try await authenticator.authenticate(authorization: request.headers[.authorization])
+            context.accessLog?.user = context.caller?.login
         } catch {
             failures.increment()
             throw error
