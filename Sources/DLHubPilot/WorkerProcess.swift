@@ -59,7 +59,9 @@ final class WorkerProcess: @unchecked Sendable {
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
-        do { try process.run() } catch {
+        // From the spawn thread: the sandbox dies with the thread that started it (see SpawnThread).
+        let process = self.process
+        do { try SpawnThread.shared.sync { try process.run() } } catch {
             try? FileManager.default.removeItem(atPath: scratch)
             throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error.localizedDescription)")
         }

@@ -68,7 +68,8 @@ extension ClusterServingTests {
             let ahead = pilots.first { $0["why"]?.stringValue?.contains("queues ahead") == true }
             #expect(ahead != nil, "\(pilots)")
             #expect(ahead?["state"] == "PENDING")
-            #expect(try await busy.value.json["outputs"] == [2, 4])
+            let answered = try await busy.value.json
+            #expect(answered["outputs"] == [2, 4], "\(answered)")
         }
     }
 }
