@@ -57,6 +57,20 @@ import Testing
         #expect(squeue.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "CANCELLED")
     }
 
+    @Test func theStatesOfSeveralJobsComeInOneCall() async throws {
+        var held = job("dlhub-test-many-a", "#!/bin/sh\nsleep 1\n")
+        held.beginTime = Int64(Date().timeIntervalSince1970) + 3600
+        let a = try await slurm.submit(held)
+        let b = try await slurm.submit(job("dlhub-test-many-b", "#!/bin/sh\nexit 0\n"))
+        _ = try await waitFor(b) { $0.state.isFinished }
+        let infos = try await slurm.jobs([a, b, 999_999_999])
+        #expect(infos[a]?.state == .pending && infos[a]?.reason.contains("BeginTime") == true)
+        #expect(infos[b]?.state == .completed)
+        #expect(infos[999_999_999] == nil, "a job the controller does not know is absent")
+        #expect(infos[a] == (try await slurm.job(a)), "the same as asking for one")
+        try await slurm.cancel(a)
+    }
+
     @Test func submitToUnknownPartitionNamesThePartition() async throws {
         var j = job("dlhub-test-badpart", "#!/bin/sh\ntrue\n")
         j.partition = "no-such-partition"

@@ -132,6 +132,26 @@ public final class LibSlurmClient: SlurmScheduler {
         }
     }
 
+    /// One RPC for all of them: the jobs of the user the service runs as (its pilot jobs), so
+    /// the controller answers once per tick however many pilots there are.
+    public func jobs(_ ids: [UInt32]) async throws(DLHubError) -> [UInt32: JobInfo] {
+        guard !ids.isEmpty else { return [:] }
+        let wanted = Set(ids)
+        return try await run { () throws(DLHubError) -> [UInt32: JobInfo] in
+            var msg: UnsafeMutablePointer<job_info_msg_t>?
+            guard slurm_load_job_user(&msg, getuid(), UInt16(SHOW_ALL)) == 0, let msg else {
+                throw Self.lastError("loading the jobs of uid \(getuid())")
+            }
+            defer { slurm_free_job_info_msg(msg) }
+            var out: [UInt32: JobInfo] = [:]
+            guard let records = msg.pointee.job_array else { return out }
+            for i in 0..<Int(msg.pointee.record_count) where wanted.contains(records[i].job_id) {
+                out[records[i].job_id] = Self.info(records[i])
+            }
+            return out
+        }
+    }
+
     static func info(_ j: slurm_job_info_t) -> JobInfo {
         let base = cslurm_job_state_base(j.job_state)
         var state: JobState

@@ -6,8 +6,19 @@ public protocol SlurmScheduler: Sendable {
     func submit(_ job: JobSubmission) async throws(DLHubError) -> UInt32
     /// The job's state, or nil when the controller no longer knows the job.
     func job(_ id: UInt32) async throws(DLHubError) -> JobInfo?
+    /// The states of several jobs at once; a job the controller no longer knows is absent.
+    func jobs(_ ids: [UInt32]) async throws(DLHubError) -> [UInt32: JobInfo]
     func cancel(_ id: UInt32) async throws(DLHubError)
     func signal(_ id: UInt32, signal: Int32) async throws(DLHubError)
+}
+
+extension SlurmScheduler {
+    /// One `job(_:)` per id (a scheduler that can do better does it in one call).
+    public func jobs(_ ids: [UInt32]) async throws(DLHubError) -> [UInt32: JobInfo] {
+        var out: [UInt32: JobInfo] = [:]
+        for id in ids { if let info = try await job(id) { out[id] = info } }
+        return out
+    }
 }
 
 /// What to submit: a batch script and the options `sbatch` would take.

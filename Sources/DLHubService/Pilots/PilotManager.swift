@@ -93,37 +93,40 @@ public actor PilotManager {
 
     /// One round: observe every job, then act on every pool.
     public func tick(now: Date = Date()) async {
+        // One call for every pilot job this service tracks (not one per job).
+        let tracked = jobs.filter { $0.value.endedAt == nil }.map(\.key)
+        var infos: [UInt32: JobInfo]?
+        do { infos = try await slurm.jobs(tracked) } catch {
+            logger.warning("cannot read pilot job states", metadata: ["error": "\(error)"])
+        }
         for (id, job) in jobs where job.endedAt == nil {
-            do {
-                if let info = try await slurm.job(id) {
-                    let wasRunning = job.info?.state == .running
-                    jobs[id]?.info = info
-                    if !job.waitLearned, info.startTime > 0, info.submitTime > 0, info.state == .running || info.state.isFinished {
-                        jobs[id]?.waitLearned = true
-                        learnQueueWait(pool: job.pool, seconds: Double(max(0, info.startTime - info.submitTime)))
-                    }
-                    if wasRunning, info.state == .pending {
-                        // Requeued under us (a site default): its pilot is gone; replace it rather than wait.
-                        jobs[id]?.endedAt = now
-                        jobs[id]?.reason = "requeued by Slurm (\(info.reason)); cancelled and replaced"
-                        try? await slurm.cancel(id)
-                        await dispatcher.jobEnded(id, reason: "job requeued by Slurm")
-                    } else if info.state.isFinished {
-                        jobs[id]?.endedAt = now
-                        await dispatcher.jobEnded(
-                            id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
-                        logger.info(
-                            "pilot job ended",
-                            metadata: ["slurm.job_id": "\(id)", "slurm.state": "\(info.state.rawValue)", "slurm.reason": "\(info.reason)"])
-                    }
-                } else {
-                    jobs[id]?.endedAt = now
-                    jobs[id]?.reason = "vanished from the controller"
-                    await dispatcher.jobEnded(id, reason: "job vanished from the controller")
-                    logger.warning("pilot job vanished from the controller", metadata: ["slurm.job_id": "\(id)"])
+            guard let infos else { break }
+            if let info = infos[id] {
+                let wasRunning = job.info?.state == .running
+                jobs[id]?.info = info
+                if !job.waitLearned, info.startTime > 0, info.submitTime > 0, info.state == .running || info.state.isFinished {
+                    jobs[id]?.waitLearned = true
+                    learnQueueWait(pool: job.pool, seconds: Double(max(0, info.startTime - info.submitTime)))
                 }
-            } catch {
-                logger.warning("cannot read pilot job state", metadata: ["slurm.job_id": "\(id)", "error": "\(error)"])
+                if wasRunning, info.state == .pending {
+                    // Requeued under us (a site default): its pilot is gone; replace it rather than wait.
+                    jobs[id]?.endedAt = now
+                    jobs[id]?.reason = "requeued by Slurm (\(info.reason)); cancelled and replaced"
+                    try? await slurm.cancel(id)
+                    await dispatcher.jobEnded(id, reason: "job requeued by Slurm")
+                } else if info.state.isFinished {
+                    jobs[id]?.endedAt = now
+                    await dispatcher.jobEnded(
+                        id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
+                    logger.info(
+                        "pilot job ended",
+                        metadata: ["slurm.job_id": "\(id)", "slurm.state": "\(info.state.rawValue)", "slurm.reason": "\(info.reason)"])
+                }
+            } else {
+                jobs[id]?.endedAt = now
+                jobs[id]?.reason = "vanished from the controller"
+                await dispatcher.jobEnded(id, reason: "job vanished from the controller")
+                logger.warning("pilot job vanished from the controller", metadata: ["slurm.job_id": "\(id)"])
             }
         }
         // Forget jobs that ended a while ago.
