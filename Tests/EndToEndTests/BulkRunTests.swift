@@ -19,11 +19,7 @@ extension ClusterServingTests {
                 in: h.work.path, name: "summer", module: "summer", code: "def total(xs, scale=1):\n    return scale * sum(xs)\n",
                 function: "total", input: ["type": "list", "item_type": ["type": "float"]], output: ["type": "float"], maxBatchSize: 256)
             let id = try await h.publish(dir)
-            func dispatched() async throws -> Int {
-                let text = try await h.api.send("GET", "/metrics").json.stringValue ?? ""
-                let line = text.split(separator: "\n").first { $0.hasPrefix("dlhub_items_dispatched_total ") }
-                return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
-            }
+            func dispatched() async throws -> Int { try await h.metric("dlhub_items_dispatched_total") }
             #expect(try await h.api.run(id, ["input": [1.5, 2.5]]).json["output"] == 4.0, "a resident worker first")
             let before = try await dispatched()
 

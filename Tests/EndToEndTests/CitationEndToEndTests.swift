@@ -144,4 +144,32 @@ import Testing
         #expect(tampered.stderr.contains("the files no longer match"), "\(tampered.stderr)")
         #expect(try cli.run(as: TestUsers.bob, ["verify", "alice/spectra@1", "--directory", copy]).status == 0, "the copy still matches")
     }
+
+    /// A private servable stays private through the new routes: another user cannot cite it,
+    /// verify it, attach a DOI to it, or find it by its DOI; they learn nothing about it.
+    @Test func anotherUserCannotCiteVerifyOrFindAPrivateServable() async throws {
+        let service = try LiveService()
+        defer { service.stop() }
+        let work = try TemporaryDirectory("dlhub-cite-private")
+        defer { work.remove() }
+        let dir = try Self.citable(in: work.path)
+        var doc = try JSONValue.parse(Array(FileManager.default.contents(atPath: dir + "/servable.json")!))
+        doc = doc.setting(["dlhub", "visible_to"], to: ["user:alice"])
+        _ = FileManager.default.createFile(atPath: dir + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+        _ = try Subprocess.run("/bin/chmod", ["-R", "a+rX", work.path])
+        let cli = try CLI(service: service)
+        #expect(try cli.run(as: TestUsers.alice, ["publish", dir]).status == 0)
+        #expect(try cli.run(as: TestUsers.alice, ["doi", "alice/spectra@1", "10.5555/private.1"]).status == 0)
+        let bob = APIClient(url: service.url)
+        try await bob.login(as: TestUsers.bob)
+        for path in ["/v1/servables/alice/spectra@1/citation?format=bibtex", "/v1/servables/alice/spectra@1/verify"] {
+            let reply = try await bob.send("GET", path)
+            #expect(reply.status == 404, "\(path): \(reply.json)")
+        }
+        #expect(try await bob.send("PUT", "/v1/servables/alice/spectra@1/doi", json: ["doi": "10.5555/hijack.1"]).status == 404)
+        let byDOI = try await bob.send("GET", "/v1/servables?doi=10.5555/private.1")
+        #expect(byDOI.json["servables"]?.arrayValue?.isEmpty == true, "\(byDOI.json)")
+        // alice still sees all of it.
+        #expect(try cli.run(as: TestUsers.alice, ["cite", "alice/spectra@1", "--format", "bibtex"]).stdout.contains("10.5555/private.1"))
+    }
 }

@@ -108,11 +108,7 @@ extension ClusterServingTests {
             #expect(try await bob.run("alice/tagger", ["input": "x"]).json["output"] == "X")
             #expect(try await bob.send("GET", "/v1/servables/alice/tagger@2").status == 404)
             // The cache is per caller: alice's input does not come back faster, or differently, for bob.
-            func hits() async throws -> Int {
-                let text = try await h.api.send("GET", "/metrics").json.stringValue ?? ""
-                let line = text.split(separator: "\n").first { $0.hasPrefix("dlhub_cache_hits_total ") }
-                return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
-            }
+            func hits() async throws -> Int { try await h.metric("dlhub_cache_hits_total") }
             #expect(try await alice.run("alice/tagger@1", ["input": "who else asked"]).json["output"] == "WHO ELSE ASKED")
             let before = try await hits()
             let bobs = try await bob.send("POST", "/v1/servables/alice/tagger@1/run", json: ["input": "who else asked"])

@@ -247,11 +247,7 @@ extension ClusterServingTests {
                 in: h.work.path, name: "memo", function: "pid", input: ["type": "integer"], output: ["type": "integer"], deterministic: true
             )
             let id = try await h.publish(dir)
-            func hits() async throws -> Int {
-                let text = try await h.api.send("GET", "/metrics").json.stringValue ?? ""
-                let line = text.split(separator: "\n").first { $0.hasPrefix("dlhub_cache_hits_total ") }
-                return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
-            }
+            func hits() async throws -> Int { try await h.metric("dlhub_cache_hits_total") }
             let first = try await h.api.run(id, ["inputs": [1, 2]]).json["outputs"]
             #expect(try await hits() == 0)
             // The same inputs again: answered from the cache, same outputs.

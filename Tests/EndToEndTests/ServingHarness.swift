@@ -50,6 +50,13 @@ struct ServingHarness {
         return "\(id)@\(v)"
     }
 
+    /// An unlabelled counter or gauge from `/metrics` (0 when absent).
+    func metric(_ name: String) async throws -> Int {
+        let text = try await api.send("GET", "/metrics").json.stringValue ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
+    }
+
     func pilots() async throws -> [JSONValue] {
         try await api.send("GET", "/v1/pilots").json["pools"]?.arrayValue?.flatMap { $0["pilots"]?.arrayValue ?? [] } ?? []
     }

@@ -19,11 +19,7 @@ extension ClusterServingTests {
                 maxBatchSize: 1)
             let id = try await h.publish(dir)
             #expect(try await h.api.run(id, ["input": 1]).json["output"] == 2, "a resident worker first")
-            func dispatched() async throws -> Int {
-                let text = try await h.api.send("GET", "/metrics").json.stringValue ?? ""
-                let line = text.split(separator: "\n").first { $0.hasPrefix("dlhub_items_dispatched_total ") }
-                return line.flatMap { Int(Double($0.split(separator: " ").last ?? "") ?? -1) } ?? 0
-            }
+            func dispatched() async throws -> Int { try await h.metric("dlhub_items_dispatched_total") }
             let before = try await dispatched()
             let count = 200
             let accepted = try await h.api.send(

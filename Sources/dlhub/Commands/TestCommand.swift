@@ -4,7 +4,7 @@ import DLHubPilot
 import Foundation
 
 /// `dlhub test DIR --input JSON`: try a servable before publishing it.
-struct TestCommand: ParsableCommand {
+struct TestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Try a servable directory on one input, on this node, before publishing it.",
@@ -27,15 +27,10 @@ struct TestCommand: ParsableCommand {
     @Option(help: "Worker sandbox: bubblewrap (as on the cluster) or none.") var isolation = "bubblewrap"
     @Flag(help: "Print a JSON document (output, error, log) instead.") var json = false
 
-    func run() throws {
-        do {
+    func run() async throws {
+        try await CLIError.guarding {
             let value = try RunCommand.parseJSON(input, what: "--input")
-            var parameters: [String: JSONValue] = [:]
-            for p in params {
-                guard let eq = p.firstIndex(of: "=") else { throw CLIError("--param takes key=value, not '\(p)'") }
-                let text = String(p[p.index(after: eq)...])
-                parameters[String(p[..<eq])] = (try? JSONValue.parse(text)) ?? .string(text)
-            }
+            let parameters = try RunCommand.parameters(params)
             guard let mode = IsolationMode(rawValue: isolation), mode != .apptainer else {
                 throw CLIError("--isolation is bubblewrap or none, not '\(isolation)'")
             }
@@ -60,12 +55,6 @@ struct TestCommand: ParsableCommand {
                 throw CLIError(outcome.loaded ? "the servable failed on this input: \(error)" : "the servable did not load: \(error)")
             }
             Output.json(outcome.output ?? .null)
-        } catch let e as CLIError {
-            Output.error(e.message)
-            throw ExitCode.failure
-        } catch let e as DLHubError {
-            Output.error(e.description)
-            throw ExitCode.failure
         }
     }
 
