@@ -71,6 +71,13 @@ public actor PilotAgent {
     func setFrameLimit(_ limit: Int) { frameLimit = limit }
     var residents: [String: Resident] = [:]
     var running: Set<UInt64> = []
+    /// Batches are numbered here (the service's numbers start again after it restarts): the
+    /// service's number of each batch, and the connection it came on.
+    var batchOrigins: [UInt64: (serviceID: UInt64, connection: Int)] = [:]
+    var nextLocalBatch: UInt64 = 1
+    /// Counts connections to the service: results of a batch that came on an earlier one are
+    /// not sent on a later one (that service took the batch back when it lost this pilot).
+    public private(set) var connection = 0
     public private(set) var draining = false
     var drained: CheckedContinuation<Void, Never>?
 
@@ -166,13 +173,17 @@ public actor PilotAgent {
         }
     }
 
-    func enqueue(_ batch: Batch) {
+    func enqueue(_ received: Batch) {
+        var batch = received
+        batch.id = nextLocalBatch
+        nextLocalBatch += 1
+        batchOrigins[batch.id] = (received.id, connection)
         guard residents[batch.key] != nil else {
             let send = self.send
             let results = BatchResults(
                 batchID: batch.id,
                 items: batch.items.map { ItemResult(id: $0.id, outcome: .error("the servable is not resident on this pilot")) })
-            Task { await send(.results(results)) }
+            Task { await finish(batch, results) }
             return
         }
         residents[batch.key]!.queue.append(batch)
@@ -285,9 +296,35 @@ public actor PilotAgent {
 
     func finish(_ batch: Batch, _ results: BatchResults) async {
         running.remove(batch.id)
-        await send(.results(Self.fit(results, within: frameLimit)))
+        let origin = batchOrigins.removeValue(forKey: batch.id)
+        if let origin, origin.connection == connection {
+            var answer = results
+            answer.batchID = origin.serviceID
+            await send(.results(Self.fit(answer, within: frameLimit)))
+        } else {
+            logger.info("results of a batch from an earlier connection to the service dropped", metadata: ["batch": "\(batch.id)"])
+        }
         if draining, running.isEmpty { drained?.resume(); drained = nil }
     }
+
+    /// The connection to the service was lost (it restarted or crashed): batches that had not
+    /// started are dropped (the service queues their items again when it comes back), running
+    /// ones finish on their workers, and the workers stay resident for the next connection.
+    public func disconnected() {
+        connection += 1
+        var dropped = 0
+        for key in residents.keys {
+            for batch in residents[key]!.queue { batchOrigins.removeValue(forKey: batch.id) }
+            dropped += residents[key]!.queue.count
+            residents[key]!.queue.removeAll()
+        }
+        logger.info(
+            "lost the service; keeping resident workers",
+            metadata: ["resident": "\(residents.count)", "running": "\(running.count)", "dropped_batches": "\(dropped)"])
+    }
+
+    /// Queue keys of the servables with workers here, for the hello after a reconnect.
+    public var residentKeys: [String] { Array(residents.keys.sorted().prefix(PilotHello.maxResident)) }
 
     /// Results that fit in one frame of at most `limit` bytes: the largest outputs are replaced by
     /// an error saying why, one by one, until they do (so an oversized output fails its own item
@@ -414,7 +451,11 @@ public actor PilotAgent {
         await send(.credit(slots: 0))
         var returned: [UInt64] = []
         for key in residents.keys {
-            returned += residents[key]!.queue.map(\.id)
+            for batch in residents[key]!.queue {
+                if let origin = batchOrigins.removeValue(forKey: batch.id), origin.connection == connection {
+                    returned.append(origin.serviceID)
+                }
+            }
             residents[key]!.queue.removeAll()
         }
         if !running.isEmpty {

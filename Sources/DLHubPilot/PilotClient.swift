@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The pilot's connection to `dlhubd`: it connects out (nodes reach the service, not the other
 /// way), says hello with a munge credential, makes the service prove it is the one that
@@ -28,6 +29,12 @@ public struct PilotClient: Sendable {
         public var handshakeSeconds: Double = 30
         public var frameLimit = PilotFrame.maximumLength
         public var settings: PilotAgent.Settings
+        /// Where the service writes its pilot address (`HOST:PORT`), re-read before each
+        /// reconnection: the port may change when the service restarts.
+        public var serviceFile: String?
+        /// How long a pilot that lost its service keeps its workers and tries to reconnect;
+        /// 0 ends the pilot at once.
+        public var reconnectGraceSeconds: Double = 0
 
         public init(
             host: String, port: Int, pool: String, jobID: UInt32, node: String, gpus: Int, walltimeEnd: Int64, secret: String,
@@ -56,28 +63,126 @@ public struct PilotClient: Sendable {
     /// Runs until the service says goodbye or drains the pilot; `signals` yields when Slurm warns
     /// that the walltime is ending (or the job is being cancelled). Throws when the peer is not
     /// the service that submitted this job.
+    ///
+    /// When the connection to a service that had accepted this pilot is lost (the service
+    /// restarted or crashed), the pilot keeps its workers and connects again, re-reading the
+    /// service's address, for `reconnectGraceSeconds`; then it gives up and ends.
     public func run(signals: AsyncStream<Int32>) async throws {
-        let connection = try await connect()
-        let (outbound, outboundContinuation) = AsyncStream.makeStream(of: PilotFrame.self)
-        let agent = PilotAgent(settings: options.settings, logger: logger) { frame in outboundContinuation.yield(frame) }
+        let relay = Relay()
+        let agent = PilotAgent(settings: options.settings, logger: logger) { frame in relay.send(frame) }
         let isolation = agent.isolation
         if case .unavailable = isolation {
             logger.error("the worker sandbox does not work on this node; workers will not start", metadata: ["isolation": "\(isolation)"])
         } else if isolation == .available(.none) {
             logger.warning("workers run without a sandbox (isolation: none): any servable acts with the service account's rights")
         }
+        let stopping = Flag()
+        let options = self.options, logger = self.logger
+        // Slurm's signals, for the pilot's whole life (across reconnections).
+        let signalHandler = Task {
+            for await signal in signals {
+                if signal == SIGUSR1 {
+                    // Slurm may send the walltime warning up to a minute early: keep serving until
+                    // shortly before the end (dlhubd drains the pilot itself once its replacement is up).
+                    let wait = Double(options.walltimeEnd) - Date().timeIntervalSince1970 - options.selfDrainLeadSeconds
+                    logger.info("walltime warning received", metadata: ["drain_in_s": "\(Int(max(0, wait)))"])
+                    Task {
+                        if wait > 0 { try? await Task.sleep(for: .seconds(wait)) }
+                        stopping.value = true
+                        await agent.beginDrain(reason: "walltime ending")
+                    }
+                } else {
+                    logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
+                    stopping.value = true
+                    await agent.beginDrain(reason: "signal \(signal)")
+                }
+            }
+        }
+        defer { signalHandler.cancel() }
+
+        var reconnectBy: Date?
+        while true {
+            let connection: NIOAsyncChannel<PilotFrame, PilotFrame>
+            if let deadline = reconnectBy {
+                guard !stopping.value, await !agent.draining else { break }
+                guard Date() < deadline else {
+                    logger.warning(
+                        "the service did not come back within the reconnect grace period; ending",
+                        metadata: ["grace_s": "\(Int(options.reconnectGraceSeconds))"])
+                    break
+                }
+                let (host, port) = serviceAddress()
+                do { connection = try await connectOnce(host: host, port: port) } catch {
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
+            } else {
+                connection = try await connect()
+            }
+            let outcome: Outcome
+            do {
+                outcome = try await session(connection, agent: agent, relay: relay)
+            } catch let error as DLHubError where reconnectBy != nil {
+                // A service still starting (or not yet tracking this job) and a peer that cannot
+                // prove itself are both tried again until the grace period ends.
+                logger.warning("reconnection refused; trying again", metadata: ["error": "\(error.message)"])
+                try? await Task.sleep(for: .seconds(2))
+                continue
+            }
+            if case .finished = outcome { break }
+            guard options.reconnectGraceSeconds > 0, !stopping.value, await !agent.draining else { break }
+            await agent.disconnected()
+            reconnectBy = Date().addingTimeInterval(options.reconnectGraceSeconds)
+            logger.warning(
+                "lost the service; keeping the workers and reconnecting",
+                metadata: ["grace_s": "\(Int(options.reconnectGraceSeconds))"])
+        }
+        await agent.shutdown()
+    }
+
+    /// How a session with the service ended.
+    enum Outcome {
+        /// The pilot said goodbye (drained, or told to leave).
+        case finished
+        /// The connection ended without a goodbye (the service went away).
+        case lost
+    }
+
+    /// Where to reach the service: the address it last wrote to `serviceFile` (when that file
+    /// is the service account's own and nobody else may write it), else `--service`.
+    func serviceAddress() -> (String, Int) {
+        if let path = options.serviceFile, let address = Self.readServiceFile(path) { return address }
+        return (options.host, options.port)
+    }
+
+    static func readServiceFile(_ path: String) -> (String, Int)? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o022 == 0,
+            st.st_size < 1024, let data = FileManager.default.contents(atPath: path)
+        else { return nil }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            return nil
+        }
+        let host = String(text[..<colon])
+        guard !host.isEmpty, host.utf8.count < 256 else { return nil }
+        return (host, port)
+    }
+
+    /// One connection: the handshake, then frames until it ends.
+    func session(_ connection: NIOAsyncChannel<PilotFrame, PilotFrame>, agent: PilotAgent, relay: Relay) async throws -> Outcome {
+        let options = self.options, logger = self.logger
         let credential = try MungeCodec().encode(payload: Array(String(options.jobID).utf8))
         let nonce = PilotProof.random()
         let hello = PilotHello(
             credential: credential, jobID: options.jobID, node: options.node, cores: options.settings.cores,
             memoryMB: options.settings.memoryMB, gpus: options.gpus, walltimeEnd: options.walltimeEnd, pool: options.pool,
-            slots: await agent.slots, nonce: nonce, isolation: isolation.description)
+            slots: await agent.slots, nonce: nonce, isolation: agent.isolation.description, resident: await agent.residentKeys)
         let channel = connection.channel
         let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(options.handshakeSeconds * 1000))) {
             channel.close(promise: nil)
         }
-
-        try await connection.executeThenClose { inbound, writer in
+        return try await connection.executeThenClose { inbound, writer in
             var iterator = inbound.makeAsyncIterator()
             try await writer.write(.hello(hello))
             // Nothing is taken from the peer until it proves it is the service that submitted this job.
@@ -113,12 +218,14 @@ public struct PilotClient: Sendable {
                         secret: options.secret, jobID: options.jobID, node: options.node, pilotNonce: nonce, serviceNonce: welcome.nonce)))
             deadline.cancel()
             await agent.setFrameLimit(welcome.frameLimit)
-            logger.info("connected to the service", metadata: ["session": "\(welcome.session)"])
-            await serve(
-                agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: outboundContinuation, signals: signals,
-                channel: channel)
+            logger.info(
+                "connected to the service", metadata: ["session": "\(welcome.session)", "resident": "\(hello.resident.count)"])
+            let (outbound, continuation) = AsyncStream.makeStream(of: PilotFrame.self)
+            relay.attach(continuation)
+            await serve(agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: continuation, channel: channel)
+            relay.detach()
+            return await agent.draining ? .finished : .lost
         }
-        await agent.shutdown()
     }
 
     /// After the handshake: frames both ways, Slurm's signals and heartbeats, until the writer
@@ -126,7 +233,7 @@ public struct PilotClient: Sendable {
     func serve(
         agent: PilotAgent, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
         writer: NIOAsyncChannelOutboundWriter<PilotFrame>, outbound: AsyncStream<PilotFrame>,
-        heartbeat: AsyncStream<PilotFrame>.Continuation, signals: AsyncStream<Int32>, channel: any Channel
+        heartbeat: AsyncStream<PilotFrame>.Continuation, channel: any Channel
     ) async {
         let options = self.options, logger = self.logger
         await withThrowingTaskGroup(of: Void.self) { group in
@@ -137,23 +244,6 @@ public struct PilotClient: Sendable {
                 }
                 // Said goodbye (or the agent is gone): closing ends the read loop below.
                 channel.close(promise: nil)
-            }
-            group.addTask {
-                for await signal in signals {
-                    if signal == SIGUSR1 {
-                        // Slurm may send the walltime warning up to a minute early: keep serving until
-                        // shortly before the end (dlhubd drains the pilot itself once its replacement is up).
-                        let wait = Double(options.walltimeEnd) - Date().timeIntervalSince1970 - options.selfDrainLeadSeconds
-                        logger.info("walltime warning received", metadata: ["drain_in_s": "\(Int(max(0, wait)))"])
-                        Task {
-                            if wait > 0 { try? await Task.sleep(for: .seconds(wait)) }
-                            await agent.beginDrain(reason: "walltime ending")
-                        }
-                    } else {
-                        logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
-                        await agent.beginDrain(reason: "signal \(signal)")
-                    }
-                }
             }
             group.addTask {
                 while !Task.isCancelled {
@@ -179,21 +269,28 @@ public struct PilotClient: Sendable {
         }
     }
 
+    /// One attempt to reach the service.
+    func connectOnce(host: String, port: Int) async throws -> NIOAsyncChannel<PilotFrame, PilotFrame> {
+        let limit = options.frameLimit
+        return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .connectTimeout(.seconds(5))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(PilotFrameDecoder(limit: limit, handshakeFrames: 1)),
+                        MessageToByteHandler(PilotFrameEncoder()))
+                    return try NIOAsyncChannel<PilotFrame, PilotFrame>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
+    /// The first connection: the service may still be starting, so it is tried for a while.
     func connect() async throws -> NIOAsyncChannel<PilotFrame, PilotFrame> {
         var lastError: (any Error)?
-        let limit = options.frameLimit
         for attempt in 0..<30 {
             do {
-                return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .channelOption(.socketOption(.so_keepalive), value: 1)
-                    .connect(host: options.host, port: options.port) { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandlers(
-                                ByteToMessageHandler(PilotFrameDecoder(limit: limit, handshakeFrames: 1)),
-                                MessageToByteHandler(PilotFrameEncoder()))
-                            return try NIOAsyncChannel<PilotFrame, PilotFrame>(wrappingChannelSynchronously: channel)
-                        }
-                    }
+                return try await connectOnce(host: options.host, port: options.port)
             } catch {
                 lastError = error
                 logger.warning("cannot reach the service yet", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
@@ -201,5 +298,30 @@ public struct PilotClient: Sendable {
             }
         }
         throw DLHubError(.unavailable, "cannot reach dlhubd at \(options.host):\(options.port): \(String(describing: lastError))")
+    }
+}
+
+/// Where the agent's frames go: the current connection, or nowhere while there is none.
+final class Relay: Sendable {
+    private let current = Mutex<AsyncStream<PilotFrame>.Continuation?>(nil)
+
+    func attach(_ continuation: AsyncStream<PilotFrame>.Continuation) { current.withLock { $0 = continuation } }
+
+    func detach() {
+        current.withLock {
+            $0?.finish()
+            $0 = nil
+        }
+    }
+
+    func send(_ frame: PilotFrame) { _ = current.withLock { $0?.yield(frame) } }
+}
+
+/// A flag shared between tasks.
+final class Flag: Sendable {
+    private let state = Mutex(false)
+    var value: Bool {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
     }
 }

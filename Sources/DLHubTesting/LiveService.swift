@@ -23,6 +23,10 @@ public final class LiveService: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: self.directory.file("registry/service.json"))
         var settings = config ?? [:]
         if settings["python"] == nil { settings = settings.setting(["python"], to: .string(TestInstall.workerPython)) }
+        // Tests stop services all the time: unless a test is about restarts, a stop cancels its
+        // pilots and a pilot that lost its service gives up soon, so none lingers on the nodes.
+        if settings["pilots_on_stop"] == nil { settings = settings.setting(["pilots_on_stop"], to: "cancel") }
+        if settings["pilot_reconnect_grace_seconds"] == nil { settings = settings.setting(["pilot_reconnect_grace_seconds"], to: 20) }
         // Environment builds share one download cache across the test run.
         if settings["environment_cache"] == nil {
             let cache = "/var/tmp/dlhub-test-service-cache"
@@ -78,12 +82,23 @@ public final class LiveService: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Graceful stop (SIGTERM), as a service manager would.
-    public func stop() {
+    /// Graceful stop (SIGTERM), as a service manager would; after `within` seconds (systemd's
+    /// stop timeout) SIGKILL, and `stopTimedOut` says so for the test to fail on.
+    public func stop(within seconds: Double = 30) {
         guard process.isRunning else { return }
         process.terminate()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            stopTimedOut = true
+            FileHandle.standardError.write(Data("dlhubd did not stop within \(Int(seconds)) s of SIGTERM; killed\n".utf8))
+            kill()
+        }
         process.waitUntilExit()
     }
+
+    /// Whether the last `stop()` had to kill the service.
+    public private(set) var stopTimedOut = false
 
     /// Crash (SIGKILL).
     public func kill() {

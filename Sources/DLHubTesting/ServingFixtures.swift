@@ -33,7 +33,8 @@ public enum ServingFixtures {
                 time.sleep(delay)
                 return 2 * x
 
-            def pid(x):
+            def pid(x, delay=0.0):
+                time.sleep(delay)
                 return os.getpid()
             """
         return try pythonModule(

@@ -27,6 +27,14 @@ struct PilotCommand: AsyncParsableCommand {
     var containerCommand: [String] = []
     @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, in MB.") var workerTmpMB: Int = 1024
     @Flag(name: .customLong("worker-network"), help: "Let workers keep the node's network.") var workerNetwork = false
+    @Option(
+        name: .customLong("service-file"),
+        help: "A file where dlhubd writes its pilot address (HOST:PORT); re-read when reconnecting after a service restart.")
+    var serviceFile: String?
+    @Option(
+        name: .customLong("reconnect-grace"),
+        help: "Seconds the pilot keeps its workers and tries to reconnect after losing dlhubd (0: end at once).")
+    var reconnectGrace: Double = 0
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
@@ -63,9 +71,11 @@ struct PilotCommand: AsyncParsableCommand {
         settings.workerTmpMB = workerTmpMB
         settings.workerNetwork = workerNetwork
         settings.visibleDevices = env["CUDA_VISIBLE_DEVICES"]
-        let options = PilotClient.Options(
+        var options = PilotClient.Options(
             host: String(service[..<colon]), port: port, pool: pool, jobID: jobID, node: node, gpus: gpus,
             walltimeEnd: info?.endTime ?? 0, secret: secret, settings: settings)
+        options.serviceFile = serviceFile
+        options.reconnectGraceSeconds = max(0, reconnectGrace)
 
         // SIGUSR1 is Slurm's walltime warning (--signal); SIGTERM comes with scancel and at the end.
         let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)

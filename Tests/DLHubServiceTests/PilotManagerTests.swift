@@ -8,17 +8,20 @@ import Testing
 /// The pilot manager's handling of Slurm, through the `SlurmScheduler` seam (FakeSlurm): back-off,
 /// pausing, vanished jobs. The real libslurm path is exercised by the end-to-end serving tests.
 @Suite struct PilotManagerTests {
-    func makeManager(_ slurm: FakeSlurm, pool: PoolConfiguration) throws -> (PilotManager, Dispatcher, TemporaryDirectory) {
-        let dir = try TemporaryDirectory("dlhub-manager")
+    func makeManager(
+        _ slurm: FakeSlurm, pool: PoolConfiguration, directory: TemporaryDirectory? = nil,
+        configure: (inout PilotManager.Settings) -> Void = { _ in }
+    ) throws -> (PilotManager, Dispatcher, TemporaryDirectory) {
+        let dir = try directory ?? TemporaryDirectory("dlhub-manager")
         let store = try TaskStore(path: dir.file("tasks.sqlite"))
         let dispatcher = Dispatcher(store: store, waiters: TaskWaiters(), logger: Logger(label: "test"))
         let template = dir.file("pilot.sbatch.template")
         try "#!/bin/sh\nsrun {{pilot}} --service {{service}} --pool {{pool}}\n".write(toFile: template, atomically: true, encoding: .utf8)
-        let manager = PilotManager(
-            settings: .init(
-                pools: [pool], script: try PilotScript(templatePath: template), pilotExecutable: "/bin/true", workerScript: "/dev/null",
-                python: "python3", logDirectory: dir.path, environment: ["PATH=/bin"]),
-            slurm: slurm, dispatcher: dispatcher, logger: Logger(label: "test"))
+        var settings = PilotManager.Settings(
+            pools: [pool], script: try PilotScript(templatePath: template), pilotExecutable: "/bin/true", workerScript: "/dev/null",
+            python: "python3", logDirectory: dir.path, environment: ["PATH=/bin"])
+        configure(&settings)
+        let manager = PilotManager(settings: settings, slurm: slurm, dispatcher: dispatcher, logger: Logger(label: "test"))
         return (manager, dispatcher, dir)
     }
 

@@ -28,10 +28,13 @@ struct ServingHarness {
         return .object(p)
     }
 
-    init(pools: [JSONValue] = [pool("cpu")], directory: TemporaryDirectory? = nil, extraConfig: [String: JSONValue] = [:]) async throws {
+    /// `tag` names the pools (random unless given: a restarted service keeps its pools by passing the first one's).
+    init(
+        pools: [JSONValue] = [pool("cpu")], directory: TemporaryDirectory? = nil, extraConfig: [String: JSONValue] = [:], tag: String? = nil
+    ) async throws {
         try DevCluster.require()
         let conf = ProcessInfo.processInfo.environment["SLURM_CONF"] ?? DevCluster.defaultConf
-        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let tag = tag ?? String(UInt32.random(in: 0...UInt32.max), radix: 36)
         self.tag = tag
         let tagged = pools.map { $0.setting(["name"], to: .string(($0["name"]?.stringValue ?? "") + "-" + tag)) }
         var config: [String: JSONValue] = ["pools": .array(tagged), "result_retention_seconds": 3600]

@@ -21,7 +21,7 @@ extension PilotFrame {
                 "credential": .string(h.credential), "job_id": .int(Int64(h.jobID)), "node": .string(h.node),
                 "cores": .int(Int64(h.cores)), "memory_mb": .int(Int64(h.memoryMB)), "gpus": .int(Int64(h.gpus)),
                 "walltime_end": .int(h.walltimeEnd), "pool": .string(h.pool), "slots": .int(Int64(h.slots)),
-                "nonce": .string(h.nonce), "isolation": .string(h.isolation),
+                "nonce": .string(h.nonce), "isolation": .string(h.isolation), "resident": .array(h.resident.map { .string($0) }),
             ]).encoded()
         case .welcome(let w):
             kind = .welcome
@@ -134,7 +134,8 @@ extension PilotFrame {
                     memoryMB: Int(try int(j, "memory_mb", default: 0)), gpus: Int(try int(j, "gpus", default: 0)),
                     walltimeEnd: try int(j, "walltime_end", default: 0), pool: j["pool"]?.stringValue ?? "",
                     slots: Int(try int(j, "slots", default: 1)), nonce: j["nonce"]?.stringValue ?? "",
-                    isolation: j["isolation"]?.stringValue ?? ""))
+                    isolation: j["isolation"]?.stringValue ?? "",
+                    resident: (j["resident"]?.arrayValue ?? []).map { $0.stringValue ?? "" }))
         case .welcome:
             let j = try json()
             guard let nonce = j["nonce"]?.stringValue, let proof = j["proof"]?.stringValue else { throw missing("nonce or proof") }

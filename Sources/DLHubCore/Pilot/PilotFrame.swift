@@ -47,11 +47,18 @@ public struct PilotHello: Sendable, Equatable {
     public var nonce: String
     /// What the pilot's sandbox check found (`IsolationStatus` as text).
     public var isolation: String
+    /// Queue keys of the servables the pilot already has workers for: a pilot that reconnects
+    /// after a service restart keeps its workers, and the service sends their batches at once.
+    public var resident: [String]
+
+    /// Resident keys a hello may list at most (it must fit in the handshake frame).
+    public static let maxResident = 128
 
     public init(
         credential: String, jobID: UInt32, node: String, cores: Int, memoryMB: Int, gpus: Int, walltimeEnd: Int64, pool: String, slots: Int,
-        nonce: String, isolation: String
+        nonce: String, isolation: String, resident: [String] = []
     ) {
+        self.resident = resident
         self.credential = credential
         self.jobID = jobID
         self.node = node
@@ -79,6 +86,12 @@ public struct PilotHello: Sendable, Equatable {
         if walltimeEnd < 0 || walltimeEnd > now + 400 * 86_400 { return "walltime end \(walltimeEnd)" }
         if !PilotProof.isWellFormed(nonce) { return "a malformed nonce" }
         if isolation.utf8.count > 1024 { return "an isolation report of \(isolation.utf8.count) bytes" }
+        if resident.count > Self.maxResident { return "\(resident.count) resident servables" }
+        if let bad = resident.first(where: {
+            $0.isEmpty || $0.utf8.count > 200 || !$0.utf8.allSatisfy { Self.isNameByte($0) || $0 == 43 || $0 == 58 }
+        }) {
+            return "resident servable key '\(bad.prefix(64))'"
+        }
         return nil
     }
 

@@ -59,6 +59,15 @@ public struct ServiceConfiguration: Sendable {
     public var admins: [String] = []
     /// One log line per HTTP request (`access_log`).
     public var accessLog = false
+    /// Whether a graceful stop leaves running pilot jobs for the next start to adopt (`keep`,
+    /// the default) or cancels them (`cancel`). Pending pilot jobs are cancelled either way.
+    public var pilotsOnStop = PilotsOnStop.keep
+    /// How long a pilot that lost the service keeps its workers and tries to reconnect.
+    public var pilotReconnectGraceSeconds = 300
+
+    public enum PilotsOnStop: String, Sendable {
+        case keep, cancel
+    }
 
     public init(registryRoot: String, stateDirectory: String) {
         self.registryRoot = registryRoot
@@ -163,6 +172,12 @@ public struct ServiceConfiguration: Sendable {
             case "access_log":
                 guard let b = value.boolValue else { throw DLHubError(.badRequest, "\(source): access_log must be true or false") }
                 accessLog = b
+            case "pilots_on_stop":
+                guard let mode = PilotsOnStop(rawValue: try str()) else {
+                    throw DLHubError(.badRequest, "\(source): pilots_on_stop must be keep or cancel")
+                }
+                pilotsOnStop = mode
+            case "pilot_reconnect_grace_seconds": pilotReconnectGraceSeconds = max(0, try int())
             case "python": python = try str()
             case "pilot_executable": pilotExecutable = try str()
             case "pilot_template": pilotTemplate = try str()

@@ -321,13 +321,15 @@ public actor Dispatcher {
     /// Registers a pilot that completed the mutual proof; frames for it go to `outbound`.
     public func attach(session id: Int, hello: PilotHello, outbound: AsyncStream<PilotFrame>.Continuation) {
         let now = Date()
+        // A pilot reconnecting after a restart still has workers: their batches go to it at once.
         sessions[id] = Session(
-            id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), idleSince: now, lastHeard: now, outbound: outbound)
+            id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), loaded: Set(hello.resident), idleSince: now, lastHeard: now,
+            outbound: outbound)
         logger.info(
             "pilot connected",
             metadata: [
                 "slurm.job_id": "\(hello.jobID)", "pilot.node": "\(hello.node)", "pilot.pool": "\(hello.pool)",
-                "pilot.slots": "\(hello.slots)", "pilot.isolation": "\(hello.isolation)",
+                "pilot.slots": "\(hello.slots)", "pilot.isolation": "\(hello.isolation)", "pilot.resident": "\(hello.resident.count)",
             ])
         if case .unavailable(let mode, let reason) = IsolationStatus(parsing: hello.isolation) {
             logger.error(

@@ -48,6 +48,9 @@ public final class PilotListener: Service, @unchecked Sendable {
     private let bound = AsyncStream<Int>.makeStream()
     private let strangers = LockedBox(0)
     private let connected = LockedBox<Set<String>>([])
+    /// Every open pilot connection, closed when the service stops (a pilot kept for the next
+    /// start would otherwise hold its connection, and the stop, open).
+    private let open = LockedBox<[ObjectIdentifier: any Channel]>([:])
 
     public init(
         host: String, port: Int, dispatcher: Dispatcher, munge: MungeCodec = MungeCodec(), limits: Limits = Limits(), logger: Logger,
@@ -96,8 +99,9 @@ public final class PilotListener: Service, @unchecked Sendable {
                     }
                 }
             }
-        } onGracefulShutdown: {
+        } onGracefulShutdown: { [open] in
             server.channel.close(promise: nil)
+            for channel in open.value.values { channel.close(promise: nil) }
         }
     }
 
@@ -117,6 +121,8 @@ public final class PilotListener: Service, @unchecked Sendable {
         defer { if stillStranger { strangers.update { $0 -= 1 } } }
         // A stranger that does not finish its handshake in time is cut off.
         let channel = connection.channel
+        open.update { $0[ObjectIdentifier(channel)] = channel }
+        defer { open.update { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
         let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.handshakeSeconds * 1000))) {
             channel.close(promise: nil)
         }

@@ -23,6 +23,11 @@ public actor PilotManager {
         var endedAt: Date?
         /// The secret the job's pilots prove themselves with (`PilotProof`).
         var secret: String
+        /// Submitted by a previous run of the service (from the job table): looked at once Slurm
+        /// answers, then adopted if running, cancelled if pending.
+        var fromPreviousRun = false
+        /// When a running job of a previous run was adopted (its pilot has a grace period to reconnect).
+        var adoptedAt: Date?
     }
 
     struct PoolState {
@@ -45,6 +50,15 @@ public actor PilotManager {
         public var logDirectory: String
         public var environment: [String]
         public var sandbox: SandboxSettings
+        /// Where the jobs this service submitted are recorded for the next start (nil: nowhere,
+        /// and a restart cannot adopt them).
+        public var jobTable: String?
+        /// Where the pilot listener's address is written for pilots reconnecting after a restart.
+        public var serviceFile: String?
+        /// How long a pilot that lost the service keeps its workers and tries to reconnect (0: it ends at once).
+        public var reconnectGraceSeconds = 0
+        /// Whether a graceful stop leaves running pilot jobs for the next start (pending ones are cancelled).
+        public var keepPilotsOnStop = false
 
         public init(
             pools: [PoolConfiguration], script: PilotScript, pilotExecutable: String, workerScript: String, python: String,
@@ -79,9 +93,71 @@ public actor PilotManager {
         self.slurm = slurm
         self.dispatcher = dispatcher
         self.logger = logger
+        guard let path = settings.jobTable else { return }
+        do throws(DLHubError) {
+            for entry in try PilotJobTable(path: path).load() {
+                jobs[entry.id] = TrackedJob(
+                    id: entry.id, pool: entry.pool, submittedAt: entry.submittedAt, reason: entry.reason, secret: entry.secret,
+                    fromPreviousRun: true)
+            }
+            let found = jobs.keys.sorted().map(String.init).joined(separator: ",")
+            if !found.isEmpty {
+                logger.info(
+                    "pilot jobs of the previous run found; adopting the running ones, cancelling the pending ones",
+                    metadata: ["slurm.jobs": "\(found)"])
+            }
+        } catch {
+            logger.error("cannot read the pilot job table", metadata: ["error": "\(error.message)"])
+        }
     }
 
-    public func setServiceAddress(_ address: String) { serviceAddress = address }
+    /// Records the jobs alive now in the job table (each submission, and each end, is written
+    /// before anything depends on it).
+    func saveTable() {
+        guard let path = settings.jobTable else { return }
+        let entries = jobs.values.filter { $0.endedAt == nil }.map {
+            PilotJobTable.Entry(id: $0.id, pool: $0.pool, secret: $0.secret, submittedAt: $0.submittedAt, reason: $0.reason)
+        }
+        do throws(DLHubError) { try PilotJobTable(path: path).save(entries) } catch {
+            logger.error("cannot record the pilot jobs: a restart will not adopt them", metadata: ["error": "\(error.message)"])
+        }
+    }
+
+    /// A job from the previous run, once Slurm said what became of it: a running one is adopted
+    /// (its pilot reconnects), a pending one cancelled (it would start and find nobody), one of a
+    /// pool no longer configured cancelled too.
+    func review(_ id: UInt32, _ info: JobInfo?, now: Date) async {
+        guard let job = jobs[id] else { return }
+        jobs[id]?.fromPreviousRun = false
+        jobs[id]?.waitLearned = true
+        guard let info, !info.state.isFinished else {
+            jobs[id]?.endedAt = now
+            return
+        }
+        let configured = settings.pools.contains { $0.name == job.pool }
+        if info.state == .running, configured {
+            jobs[id]?.adoptedAt = now
+            jobs[id]?.reason = "adopted after a service restart (submitted: \(job.reason))"
+            logger.info("pilot job of the previous run adopted", metadata: ["slurm.job_id": "\(id)", "pilot.pool": "\(job.pool)"])
+            return
+        }
+        let why =
+            configured
+            ? "pending when the service restarted: cancelled (it would have started and found nobody)"
+            : "its pool \(job.pool) is no longer configured: cancelled"
+        jobs[id]?.endedAt = now
+        jobs[id]?.reason = why
+        logger.info("pilot job of the previous run cancelled", metadata: ["slurm.job_id": "\(id)", "reason": "\(why)"])
+        do throws(DLHubError) { try await slurm.cancel(id) } catch {
+            logger.warning(
+                "cannot cancel a pilot job of the previous run", metadata: ["slurm.job_id": "\(id)", "error": "\(error.message)"])
+        }
+    }
+
+    public func setServiceAddress(_ address: String) {
+        serviceAddress = address
+        writeServiceFile()
+    }
 
     public func isOurJob(_ id: UInt32) -> Bool { jobs[id].map { $0.endedAt == nil } ?? false }
 
@@ -99,8 +175,24 @@ public actor PilotManager {
         do { infos = try await slurm.jobs(tracked) } catch {
             logger.warning("cannot read pilot job states", metadata: ["error": "\(error)"])
         }
-        for (id, job) in jobs where job.endedAt == nil {
+        let ended = jobs.values.filter { $0.endedAt != nil }.count
+        if let infos {
+            for (id, job) in jobs where job.fromPreviousRun { await review(id, infos[id], now: now) }
+        }
+        // An adopted job whose pilot does not come back within its grace period holds a node for nothing.
+        let graceEnd = Double(settings.reconnectGraceSeconds) + 30
+        let connectedJobs = Set(await dispatcher.allSessions().map(\.hello.jobID))
+        for (id, job) in jobs where job.endedAt == nil && !connectedJobs.contains(id) {
+            guard let adopted = job.adoptedAt, now.timeIntervalSince(adopted) > graceEnd else { continue }
+            jobs[id]?.adoptedAt = nil
+            jobs[id]?.drainRequested = true
+            jobs[id]?.reason = "adopted after a restart, but its pilot did not reconnect: cancelled"
+            logger.warning("adopted pilot job did not reconnect; cancelling it", metadata: ["slurm.job_id": "\(id)"])
+            try? await slurm.cancel(id)
+        }
+        for (id, job) in jobs where job.endedAt == nil && !job.fromPreviousRun {
             guard let infos else { break }
+            if connectedJobs.contains(id) { jobs[id]?.adoptedAt = nil }
             if let info = infos[id] {
                 let wasRunning = job.info?.state == .running
                 jobs[id]?.info = info
@@ -129,6 +221,7 @@ public actor PilotManager {
                 logger.warning("pilot job vanished from the controller", metadata: ["slurm.job_id": "\(id)"])
             }
         }
+        if jobs.values.filter({ $0.endedAt != nil }).count != ended { saveTable() }
         // Forget jobs that ended a while ago.
         jobs = jobs.filter { $0.value.endedAt.map { now.timeIntervalSince($0) < 120 } ?? true }
         await dispatcher.reapSilentSessions(olderThan: 60)
@@ -183,6 +276,7 @@ public actor PilotManager {
         do {
             let id = try await slurm.submit(job)
             jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason, secret: secret)
+            saveTable()
             state.failures = 0
             state.paused = nil
             state.lastError = nil
@@ -328,15 +422,34 @@ extension PilotManager {
         }
     }
 
-    /// Cancels every pilot job still alive, all at once, waiting at most `seconds`: a stop never
-    /// hangs on an unreachable controller. Jobs it could not cancel end at their walltime, or
-    /// sooner, when their pilot finds the service gone.
+    /// Cancels the pilot jobs a stop should not leave behind, all at once, waiting at most
+    /// `seconds`: a stop never hangs on an unreachable controller. Pending jobs are always
+    /// cancelled; running ones too unless the settings keep them for the next start (their
+    /// pilots keep their workers and reconnect). Jobs it could not cancel end at their walltime,
+    /// or sooner, when their pilot gives up on the service.
     public func shutdown(within seconds: Double) async {
-        let alive = jobs.filter { $0.value.endedAt == nil }.map(\.key)
-        guard !alive.isEmpty else { return }
-        let left = LockedBox(alive.count)
+        let alive = jobs.values.filter { $0.endedAt == nil }
+        // Running: as Slurm said at the last tick, or as its connected pilot shows (it may have started since).
+        let connected = Set(await dispatcher.allSessions().map(\.hello.jobID))
+        let kept =
+            settings.keepPilotsOnStop && settings.jobTable != nil
+            ? alive.filter { $0.info?.state == .running || connected.contains($0.id) } : []
+        let keptIDs = Set(kept.map(\.id))
+        let cancelling = alive.map(\.id).filter { !keptIDs.contains($0) }
+        if !kept.isEmpty {
+            logger.info(
+                "leaving running pilot jobs for the next start",
+                metadata: [
+                    "slurm.jobs": "\(kept.map { String($0.id) }.sorted().joined(separator: ","))",
+                    "reconnect_grace_s": "\(settings.reconnectGraceSeconds)",
+                ])
+        }
+        guard !cancelling.isEmpty else { return }
+        for id in cancelling { jobs[id]?.endedAt = Date() }
+        saveTable()
+        let left = LockedBox(cancelling.count)
         let slurm = self.slurm
-        for id in alive {
+        for id in cancelling {
             Task.detached {
                 try? await slurm.cancel(id)
                 left.update { $0 -= 1 }
@@ -347,7 +460,27 @@ extension PilotManager {
         if left.value > 0 {
             logger.warning(
                 "stopping without cancelling every pilot job: Slurm did not answer in time (is slurmctld up?); they end when their pilots find the service gone",
-                metadata: ["slurm.jobs": "\(alive.map(String.init).joined(separator: ","))", "left": "\(left.value)"])
+                metadata: ["slurm.jobs": "\(cancelling.map(String.init).joined(separator: ","))", "left": "\(left.value)"])
+        }
+    }
+
+    /// Writes where pilots reach the service, for those reconnecting after a restart.
+    func writeServiceFile() {
+        guard let path = settings.serviceFile, !serviceAddress.isEmpty else { return }
+        let temporary = path + ".tmp"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            logger.error("cannot write the pilot address file", metadata: ["path": "\(temporary)"])
+            return
+        }
+        let bytes = Array((serviceAddress + "\n").utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            logger.error("cannot write the pilot address file", metadata: ["path": "\(path)"])
+            return
         }
     }
 }

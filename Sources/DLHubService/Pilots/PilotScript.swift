@@ -54,9 +54,17 @@ public struct PilotScript: Sendable {
             "module_loads": loads, "service": service, "pilot": Self.quote(settings.pilotExecutable), "python": Self.quote(settings.python),
             "worker_script": Self.quote(settings.workerScript), "max_workers": String(p.maxWorkersPerPilot),
             "sandbox_options": settings.sandbox.pilotOptions(network: p.workerNetwork).map(Self.quote).joined(separator: " "),
+            "reconnect_options": reconnectOptions(settings).map(Self.quote).joined(separator: " "),
         ]
         var out = template
         for (k, value) in values { out = out.replacingOccurrences(of: "{{\(k)}}", with: value) }
+        return out
+    }
+
+    /// `--service-file` and `--reconnect-grace`: how a pilot finds the service again after a restart.
+    func reconnectOptions(_ settings: PilotManager.Settings) -> [String] {
+        var out = ["--reconnect-grace", String(settings.reconnectGraceSeconds)]
+        if let file = settings.serviceFile { out += ["--service-file", file] }
         return out
     }
 
