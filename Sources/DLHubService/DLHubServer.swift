@@ -72,7 +72,8 @@ public struct DLHubServer: Sendable {
         runner = Runner(
             catalog: catalog, store: tasks, dispatcher: dispatcher, waiters: waiters, environments: environments, pools: pools,
             logger: logger)
-        let pilotSettings = try Self.pilotSettings(configuration)
+        var pilotSettings = try Self.pilotSettings(configuration)
+        pilotSettings.instance = authenticator.serviceID
         try? FileManager.default.createDirectory(
             atPath: pilotSettings.logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         pilots = PilotManager(settings: pilotSettings, slurm: slurm, dispatcher: dispatcher, logger: logger)

@@ -34,6 +34,7 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
             id: nextID, name: job.name, state: .pending, reason: "Priority", nodes: "", partition: job.partition ?? "cpu",
             submitTime: Int64(Date().timeIntervalSince1970), startTime: 0, endTime: 0,
             timeLimitMinutes: job.timeLimitMinutes.map(UInt32.init), exitCode: 0)
+        jobs[nextID]?.comment = job.comment ?? ""
         return nextID
     }
 
@@ -55,6 +56,10 @@ public final class FakeSlurm: SlurmScheduler, @unchecked Sendable {
     }
 
     public func signal(_ id: UInt32, signal: Int32) async throws(DLHubError) {}
+
+    public func jobsOfThisUser() async throws(DLHubError) -> [JobInfo] {
+        lock.withLock { Array(jobs.values) }
+    }
 
     /// Sets a job's state, e.g. to running with an end time.
     public func set(_ id: UInt32, state: JobState, endTime: Int64 = 0) {

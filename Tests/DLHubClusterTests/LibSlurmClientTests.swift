@@ -60,6 +60,7 @@ import Testing
     @Test func theStatesOfSeveralJobsComeInOneCall() async throws {
         var held = job("dlhub-test-many-a", "#!/bin/sh\nsleep 1\n")
         held.beginTime = Int64(Date().timeIntervalSince1970) + 3600
+        held.comment = "dlhubd:test-\(getpid())"
         let a = try await slurm.submit(held)
         let b = try await slurm.submit(job("dlhub-test-many-b", "#!/bin/sh\nexit 0\n"))
         _ = try await waitFor(b) { $0.state.isFinished }
@@ -68,6 +69,9 @@ import Testing
         #expect(infos[b]?.state == .completed)
         #expect(infos[999_999_999] == nil, "a job the controller does not know is absent")
         #expect(infos[a] == (try await slurm.job(a)), "the same as asking for one")
+        #expect(infos[a]?.comment == "dlhubd:test-\(getpid())", "the comment marks a service's pilot jobs")
+        let all = try await slurm.jobsOfThisUser()
+        #expect(all.contains { $0.id == a } && all.contains { $0.id == b }, "every job of this user")
         try await slurm.cancel(a)
     }
 

@@ -116,6 +116,32 @@ import Testing
         #expect(slurm.cancelled.contains(id), "60 s grace + 30 s margin passed without its pilot")
     }
 
+    @Test func pilotJobsOfThisServiceItDoesNotTrackAreCancelledAtStartOthersAreLeftAlone() async throws {
+        let slurm = FakeSlurm()
+        var lost = JobSubmission(name: "dlhub-pilot-warm", script: "", workDir: "/tmp")
+        lost.comment = "dlhubd:this-service"
+        let untracked = try await slurm.submit(lost)
+        var foreign = JobSubmission(name: "dlhub-pilot-warm", script: "", workDir: "/tmp")
+        foreign.comment = "dlhubd:another-service"
+        let other = try await slurm.submit(foreign)
+        let users = try await slurm.submit(JobSubmission(name: "my-simulation", script: "", workDir: "/tmp"))
+        let dir = try TemporaryDirectory("dlhub-restart-sweep")
+        var pool = PoolConfiguration(name: "warm")
+        pool.minPilots = 1
+        let (manager, _, _) = try helper.makeManager(slurm, pool: pool, directory: dir) {
+            keeping(dir)(&$0)
+            $0.instance = "this-service"
+        }
+        await manager.setServiceAddress("127.0.0.1:9999")
+        await manager.tick()
+        #expect(slurm.cancelled == [untracked], "only this service's own untracked pilot job")
+        let submitted = try #require(slurm.submitted.last)
+        #expect(submitted.comment == "dlhubd:this-service", "its new pilot jobs carry the mark")
+        await manager.tick()
+        #expect(slurm.cancelled == [untracked], "once, at start: its own new job is tracked")
+        _ = (other, users)
+    }
+
     @Test func aJobTableOthersCouldReadIsSetAsideNotTrusted() async throws {
         let dir = try TemporaryDirectory("dlhub-restart-untrusted")
         let path = dir.file("pilot-jobs.json")

@@ -156,11 +156,15 @@ extension ClusterServingTests {
 
         @Test(.timeLimit(.minutes(10)))
         func walltimeReplacementsKeepSteadyLoadFlowing() async throws {
-            let h = try await ServingHarness(pools: [ServingHarness.pool("short", walltime: 1, idle: 600)])
+            // One-minute pilots on the partition where every job waits 30 s in Slurm's queue: each
+            // replacement must be submitted early enough to be through the queue in time.
+            let h = try await ServingHarness(pools: [ServingHarness.pool("short", partition: "queued", max: 3, walltime: 1, idle: 600)])
             defer { h.stop() }
             let dir = try ServingFixtures.pythonFunctions(
                 in: h.work.path, name: "doubler", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
             let id = try await h.publish(dir)
+            // The first pilot's queue wait is the warm-up.
+            #expect(try await h.api.run(id, ["input": 0, "parameters": ["delay": 0.0]], wait: 120).json["output"] == 0)
             let start = Date()
             var sent = 0
             var failures: [String] = []

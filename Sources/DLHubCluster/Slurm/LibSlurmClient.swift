@@ -64,6 +64,7 @@ public final class LibSlurmClient: SlurmScheduler {
         desc.qos = c(job.qos)
         desc.features = c(job.constraint)
         if let gres = job.gres { desc.tres_per_node = c(gres.hasPrefix("gres:") ? gres : "gres:\(gres)") }
+        desc.comment = c(job.comment)
         desc.std_out = c(job.outputPath)
         desc.std_err = c(job.outputPath)
         desc.min_nodes = UInt32(job.nodes)
@@ -137,17 +138,24 @@ public final class LibSlurmClient: SlurmScheduler {
     public func jobs(_ ids: [UInt32]) async throws(DLHubError) -> [UInt32: JobInfo] {
         guard !ids.isEmpty else { return [:] }
         let wanted = Set(ids)
-        return try await run { () throws(DLHubError) -> [UInt32: JobInfo] in
+        return try await userJobs { wanted.contains($0) }.reduce(into: [:]) { $0[$1.id] = $1 }
+    }
+
+    public func jobsOfThisUser() async throws(DLHubError) -> [JobInfo] {
+        try await userJobs { _ in true }
+    }
+
+    /// The jobs of the user the service runs as whose ids pass `keep`, in one RPC.
+    func userJobs(_ keep: @escaping @Sendable (UInt32) -> Bool) async throws(DLHubError) -> [JobInfo] {
+        try await run { () throws(DLHubError) -> [JobInfo] in
             var msg: UnsafeMutablePointer<job_info_msg_t>?
             guard slurm_load_job_user(&msg, getuid(), UInt16(SHOW_ALL)) == 0, let msg else {
                 throw Self.lastError("loading the jobs of uid \(getuid())")
             }
             defer { slurm_free_job_info_msg(msg) }
-            var out: [UInt32: JobInfo] = [:]
+            var out: [JobInfo] = []
             guard let records = msg.pointee.job_array else { return out }
-            for i in 0..<Int(msg.pointee.record_count) where wanted.contains(records[i].job_id) {
-                out[records[i].job_id] = Self.info(records[i])
-            }
+            for i in 0..<Int(msg.pointee.record_count) where keep(records[i].job_id) { out.append(Self.info(records[i])) }
             return out
         }
     }
@@ -174,11 +182,13 @@ public final class LibSlurmClient: SlurmScheduler {
         var reason = String(cString: slurm_job_reason_string(job_state_reason(rawValue: UInt32(j.state_reason))))
         if let desc = j.state_desc { reason += ": " + String(cString: desc) }
         func s(_ p: UnsafeMutablePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
-        return JobInfo(
+        var info = JobInfo(
             id: j.job_id, name: s(j.name), state: state, reason: reason, nodes: s(j.nodes), partition: s(j.partition),
             submitTime: Int64(j.submit_time), startTime: Int64(j.start_time), endTime: Int64(j.end_time),
             timeLimitMinutes: j.time_limit == cslurm_infinite() || j.time_limit == cslurm_no_val() ? nil : j.time_limit,
             exitCode: Int32(bitPattern: j.exit_code))
+        info.comment = s(j.comment)
+        return info
     }
 
     public func cancel(_ id: UInt32) async throws(DLHubError) {

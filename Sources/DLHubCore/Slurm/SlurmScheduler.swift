@@ -10,6 +10,9 @@ public protocol SlurmScheduler: Sendable {
     func jobs(_ ids: [UInt32]) async throws(DLHubError) -> [UInt32: JobInfo]
     func cancel(_ id: UInt32) async throws(DLHubError)
     func signal(_ id: UInt32, signal: Int32) async throws(DLHubError)
+    /// Every job of the user this process runs as (what a restarted service looks through for
+    /// pilot jobs it no longer tracks).
+    func jobsOfThisUser() async throws(DLHubError) -> [JobInfo]
 }
 
 extension SlurmScheduler {
@@ -19,6 +22,9 @@ extension SlurmScheduler {
         for id in ids { if let info = try await job(id) { out[id] = info } }
         return out
     }
+
+    /// None known (a scheduler that can list a user's jobs does).
+    public func jobsOfThisUser() async throws(DLHubError) -> [JobInfo] { [] }
 }
 
 /// What to submit: a batch script and the options `sbatch` would take.
@@ -40,6 +46,8 @@ public struct JobSubmission: Sendable, Hashable {
     public var outputPath: String?
     /// `--requeue` / `--no-requeue`; nil leaves the cluster's default.
     public var requeue: Bool?
+    /// `--comment`: dlhubd marks its pilot jobs with its service id.
+    public var comment: String?
     /// `NAME=value` strings; Slurm requires an environment for batch jobs.
     public var environment: [String] = []
     /// `--signal=SIG@SECONDS`: a warning sent to the job's steps before its end time.
@@ -75,6 +83,7 @@ public struct JobInfo: Sendable, Hashable {
     public var endTime: Int64
     public var timeLimitMinutes: UInt32?
     public var exitCode: Int32
+    public var comment: String = ""
 
     public init(
         id: UInt32, name: String, state: JobState, reason: String, nodes: String, partition: String,

@@ -59,6 +59,12 @@ public actor PilotManager {
         public var reconnectGraceSeconds = 0
         /// Whether a graceful stop leaves running pilot jobs for the next start (pending ones are cancelled).
         public var keepPilotsOnStop = false
+        /// This service's id: its pilot jobs carry `dlhubd:<id>` as their Slurm comment, so a
+        /// restarted service finds those it no longer tracks (nil: not marked, not swept).
+        public var instance: String?
+
+        /// The Slurm comment of this service's pilot jobs.
+        public var jobComment: String? { instance.map { "dlhubd:" + $0 } }
 
         public init(
             pools: [PoolConfiguration], script: PilotScript, pilotExecutable: String, workerScript: String, python: String,
@@ -82,6 +88,8 @@ public actor PilotManager {
     var serviceAddress: String = ""
     var jobs: [UInt32: TrackedJob] = [:]
     var poolStates: [String: PoolState] = [:]
+    /// Whether the first look through this user's jobs for untracked pilot jobs is done.
+    var swept = false
     let submissions = Counter(label: "dlhub_pilot_submissions_total")
     let submissionFailures = Counter(label: "dlhub_pilot_submission_failures_total")
 
@@ -120,6 +128,28 @@ public actor PilotManager {
         }
         do throws(DLHubError) { try PilotJobTable(path: path).save(entries) } catch {
             logger.error("cannot record the pilot jobs: a restart will not adopt them", metadata: ["error": "\(error.message)"])
+        }
+    }
+
+    /// Once, at start: pilot jobs marked as this service's that it does not track (submitted
+    /// just before a crash, before the job table was written; or a table that was lost) are
+    /// cancelled: their pilots could not prove themselves, and pending ones would start for nobody.
+    func sweepUntracked() async {
+        guard let comment = settings.jobComment else {
+            swept = true
+            return
+        }
+        let mine: [JobInfo]
+        do throws(DLHubError) { mine = try await slurm.jobsOfThisUser() } catch {
+            logger.warning("cannot list this account's jobs to find untracked pilot jobs", metadata: ["error": "\(error.message)"])
+            return
+        }
+        swept = true
+        for info in mine where info.comment == comment && !info.state.isFinished && jobs[info.id] == nil {
+            logger.warning(
+                "a pilot job of this service that it does not track: cancelled",
+                metadata: ["slurm.job_id": "\(info.id)", "slurm.state": "\(info.state.rawValue)"])
+            try? await slurm.cancel(info.id)
         }
     }
 
@@ -176,6 +206,7 @@ public actor PilotManager {
             logger.warning("cannot read pilot job states", metadata: ["error": "\(error)"])
         }
         let ended = jobs.values.filter { $0.endedAt != nil }.count
+        if !swept, infos != nil { await sweepUntracked() }
         if let infos {
             for (id, job) in jobs where job.fromPreviousRun { await review(id, infos[id], now: now) }
         }

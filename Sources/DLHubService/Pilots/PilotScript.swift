@@ -40,6 +40,7 @@ public struct PilotScript: Sendable {
         job.warningSignal = (signal: SIGUSR1, secondsBefore: signalSeconds)
         // A pilot that fails is replaced by the manager; Slurm requeueing it would only hold its place.
         job.requeue = false
+        job.comment = settings.jobComment
         return job
     }
 
