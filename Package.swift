@@ -125,7 +125,7 @@ let package = Package(
             dependencies: ["DLHubCore", "DLHubTesting", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubTesting"], swiftSettings: swiftSettings),
+            name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubPilot", "DLHubTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DLHubServiceTests",
             dependencies: [

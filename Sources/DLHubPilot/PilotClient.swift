@@ -155,7 +155,9 @@ public struct PilotClient: Sendable {
         return (options.host, options.port)
     }
 
-    static func readServiceFile(_ path: String) -> (String, Int)? {
+    /// The address in a service file, when the file may be trusted: a regular file of this
+    /// account that nobody else can write, holding `HOST:PORT`.
+    public static func readServiceFile(_ path: String) -> (String, Int)? {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == getuid(), st.st_mode & 0o022 == 0,
             st.st_size < 1024, let data = FileManager.default.contents(atPath: path)
