@@ -179,7 +179,6 @@ public actor PilotAgent {
         nextLocalBatch += 1
         batchOrigins[batch.id] = (received.id, connection)
         guard residents[batch.key] != nil else {
-            let send = self.send
             let results = BatchResults(
                 batchID: batch.id,
                 items: batch.items.map { ItemResult(id: $0.id, outcome: .error("the servable is not resident on this pilot")) })

@@ -28,13 +28,16 @@ public final class RawSocket: @unchecked Sendable {
         return RawSocket(fd: fd)
     }
 
-    /// A listening socket on 127.0.0.1 and a free port.
-    public static func listen() throws -> (socket: RawSocket, port: Int) {
+    /// A listening socket on 127.0.0.1 and `port` (0: a free one), e.g. a port a stopped
+    /// service just gave up.
+    public static func listen(port: Int = 0) throws -> (socket: RawSocket, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSetupError("socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) { pointer in

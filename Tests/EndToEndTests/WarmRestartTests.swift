@@ -103,3 +103,52 @@ extension ClusterServingTests {
         }
     }
 }
+
+extension ClusterServingTests.WarmRestartTests {
+    /// While the service is away, someone else takes the port its pilots knew and plays the
+    /// service: one peer sends work before any proof, the next a welcome with a wrong proof. The
+    /// pilot takes nothing from either, keeps its workers, and goes on trying until the real
+    /// service is back; then the same worker answers.
+    @Test(.timeLimit(.minutes(5)))
+    func aPilotReconnectingToAnImpostorTakesNothingFromItAndWaitsForTheRealService() async throws {
+        let dir = try TemporaryDirectory("dlhub-warm-impostor")
+        let pools = [ServingHarness.pool("warm", idle: 600)]
+        var h = try await ServingHarness(pools: pools, directory: dir, extraConfig: Self.keep)
+        let tag = h.tag
+        defer {
+            h.stop()
+            _ = try? DevCluster.command("scancel", ["-n", "dlhub-pilot-warm-\(tag)"])
+        }
+        let fixture = try ServingFixtures.pythonFunctions(
+            in: h.work.path, name: "pids", function: "pid", input: ["type": "integer"], output: ["type": "integer"])
+        let id = try await h.publish(fixture)
+        let pid = try #require(try await h.api.run(id, ["input": 1], wait: 120).json["output"]?.intValue)
+        let job = try #require(try h.slurmJobs(pool: "warm").first { $0.state == "RUNNING" })
+        let addressFile = h.service.registry + "/.pilot-logs/service-address"
+        let address = try String(contentsOfFile: addressFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let oldPort = try #require(Int(address.split(separator: ":").last ?? ""))
+        h.stop()
+
+        // The impostor on the port the pilot knows (the address file still names it).
+        let (impostor, _) = try RawSocket.listen(port: oldPort)
+        let early = try impostor.accept(timeout: 30)
+        guard case .hello(let hello)? = early.nextFrame(timeout: 10) else { throw TestSetupError("no hello from the pilot") }
+        #expect(hello.jobID == job.id)
+        #expect(hello.resident.count == 1, "the reconnecting pilot lists its resident servable: \(hello.resident)")
+        try? early.send(.batch(Batch(id: 1, key: hello.resident.first ?? "x", parameters: [], timeoutSeconds: 5, items: [])))
+        #expect(early.nextFrame(timeout: 5) == nil, "nothing back for a batch sent before any proof")
+        let second = try impostor.accept(timeout: 30)
+        guard case .hello(let hello2)? = second.nextFrame(timeout: 10) else { throw TestSetupError("no second hello") }
+        try? second.send(.welcome(PilotWelcome(session: 9, pool: hello2.pool, nonce: PilotProof.random(), proof: PilotProof.random())))
+        #expect(second.nextFrame(timeout: 5) == nil, "no authenticate for a wrong proof")
+        _ = impostor  // closed below, when the real service comes back on a new port
+
+        h = try await ServingHarness(pools: pools, directory: dir, extraConfig: Self.keep, tag: tag)
+        let again = try await h.api.run(id, ["input": 2], wait: 60)
+        #expect(again.json["output"]?.intValue == pid, "the same worker, through the impostor episode: \(again.json)")
+        #expect(try await h.metric("dlhub_pilot_submissions_total") == 0)
+        let pilotLog = try String(contentsOfFile: h.service.registry + "/.pilot-logs/pilot-\(job.id).out", encoding: .utf8)
+        #expect(pilotLog.contains("reconnection refused"), "\(pilotLog.suffix(3000))")
+        #expect(!pilotLog.contains("results of a batch"), "the impostor's batch never ran")
+    }
+}
