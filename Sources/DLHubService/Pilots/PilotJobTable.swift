@@ -48,7 +48,7 @@ struct PilotJobTable {
         }
     }
 
-    /// Replaces the table with `entries` (written to a private temporary file, then renamed).
+    /// Replaces the table with `entries` (a private file, synced, renamed over the old one).
     func save(_ entries: [Entry]) throws(DLHubError) {
         let json: JSONValue = [
             "jobs": .array(
@@ -59,20 +59,7 @@ struct PilotJobTable {
                     ]
                 })
         ]
-        let temporary = path + ".tmp"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            throw DLHubError(.internal, "cannot write the pilot job table \(temporary): \(String(cString: strerror(errno)))")
-        }
-        let bytes = json.encoded(pretty: true)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw DLHubError(.internal, "cannot write the pilot job table \(path): \(String(cString: strerror(errno)))")
-        }
+        try DurableFile.replace(path, json.encoded(pretty: true), mode: 0o600)
     }
 
     func setAside() {

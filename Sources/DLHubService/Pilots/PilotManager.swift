@@ -498,20 +498,8 @@ extension PilotManager {
     /// Writes where pilots reach the service, for those reconnecting after a restart.
     func writeServiceFile() {
         guard let path = settings.serviceFile, !serviceAddress.isEmpty else { return }
-        let temporary = path + ".tmp"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else {
-            logger.error("cannot write the pilot address file", metadata: ["path": "\(temporary)"])
-            return
-        }
-        let bytes = Array((serviceAddress + "\n").utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            logger.error("cannot write the pilot address file", metadata: ["path": "\(path)"])
-            return
+        do throws(DLHubError) { try DurableFile.replace(path, Array((serviceAddress + "\n").utf8), mode: 0o644) } catch {
+            logger.error("cannot write the pilot address file", metadata: ["path": "\(path)", "error": "\(error.message)"])
         }
     }
 }

@@ -287,27 +287,9 @@ public struct Registry: Sendable {
         }
     }
 
-    /// Writes a file and syncs it; a failed write, sync or close (a quota or I/O error that NFS or
-    /// Lustre reports late) is an error.
+    /// Writes a file and syncs it (`DurableFile.write`).
     func writeFileSynced(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(DLHubError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))") }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else {
-                close(fd)
-                throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))")
-            }
-            offset += n
-        }
-        fchmod(fd, mode)
-        guard fsync(fd) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw DLHubError(.internal, "cannot write \(path) to disk: \(e)")
-        }
-        guard close(fd) == 0 else { throw DLHubError(.internal, "cannot write \(path): \(String(cString: strerror(errno)))") }
+        try DurableFile.write(path, bytes, mode: mode)
     }
 
     /// Syncs every directory of a tree (the names of what was written), not following links.
