@@ -763,7 +763,9 @@ public actor Dispatcher {
 
     /// A resident servable as `caller` may know it: its name, or "private" when they may not see it.
     public func displayName(_ key: String, for caller: Caller?) -> String {
-        guard let label = labels[key] else { return "private" }
+        // No label: resident on a pilot since before a service restart and not asked for since
+        // (its owner and visibility are not known here yet, so nothing of it is shown).
+        guard let label = labels[key] else { return "(resident from before a restart)" }
         guard let caller else { return label.name }
         return AccessPolicy.canSee(owner: label.owner, visibleTo: label.visibleTo, caller: caller) ? label.name : "private"
     }
