@@ -77,7 +77,7 @@ public actor PilotAgent {
     var nextLocalBatch: UInt64 = 1
     /// Counts connections to the service: results of a batch that came on an earlier one are
     /// not sent on a later one (that service took the batch back when it lost this pilot).
-    public private(set) var connection = 0
+    private(set) var connection = 0
     public private(set) var draining = false
     var drained: CheckedContinuation<Void, Never>?
 

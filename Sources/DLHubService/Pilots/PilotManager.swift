@@ -167,7 +167,9 @@ public actor PilotManager {
         let configured = settings.pools.contains { $0.name == job.pool }
         if info.state == .running, configured {
             jobs[id]?.adoptedAt = now
-            jobs[id]?.reason = "adopted after a service restart (submitted: \(job.reason))"
+            // Said once, however many restarts it lives through (the table keeps the reason).
+            let adopted = "adopted after a service restart"
+            jobs[id]?.reason = job.reason.hasPrefix(adopted) ? job.reason : "\(adopted) (submitted: \(job.reason))"
             logger.info("pilot job of the previous run adopted", metadata: ["slurm.job_id": "\(id)", "pilot.pool": "\(job.pool)"])
             return
         }
