@@ -372,15 +372,45 @@ public actor PilotAgent {
                 }
             }
         }
-        guard let json = try? JSONValue.parse(reply), let list = json["results"]?.arrayValue, list.count == items.count else {
+        guard let outcomes = Self.outcomes(reply), outcomes.count == items.count else {
             throw WorkerProcess.Failure.protocolError(
                 "the worker broke the protocol: expected {\"results\": [...]} with \(items.count) entries")
         }
-        let results = zip(items, list).map { item, r in
-            if let output = r["output"] { return ItemResult(id: item.id, outcome: .output(output.encoded())) }
-            return ItemResult(id: item.id, outcome: .error(r["error"]?.stringValue ?? "the servable returned neither output nor error"))
-        }
+        let results = zip(items, outcomes).map { item, outcome in ItemResult(id: item.id, outcome: outcome) }
         return (results, log)
+    }
+
+    /// The outcomes in a worker's reply (`{"results": [{"output": ...} | {"error": "..."}, ...]}`):
+    /// each output is checked to be one well-formed JSON value and forwarded as the worker wrote
+    /// it, never parsed into a tree and written out again. Nil when the reply breaks the protocol.
+    static func outcomes(_ reply: [UInt8]) -> [ItemResult.Outcome]? {
+        var scanner = JSONScanner(reply)
+        guard let members = scanner.objectMembers() else { return nil }
+        scanner.skipSpace()
+        guard scanner.position == reply.count,
+            let results = members.last(where: { $0.key.elementsEqual("results".utf8) }),
+            let elements = JSONScanner.arrayElements(reply, in: results.value)
+        else { return nil }
+        var outcomes: [ItemResult.Outcome] = []
+        outcomes.reserveCapacity(elements.count)
+        for element in elements {
+            var entry = JSONScanner(reply)
+            entry.skipTo(element.lowerBound)
+            guard let fields = entry.objectMembers() else {
+                outcomes.append(.error("the servable returned neither output nor error"))
+                continue
+            }
+            if let output = fields.last(where: { $0.key.elementsEqual("output".utf8) }) {
+                outcomes.append(.output(Array(reply[output.value])))
+            } else if let error = fields.last(where: { $0.key.elementsEqual("error".utf8) }),
+                case .string(let message)? = try? JSONValue.parse(reply[error.value])
+            {
+                outcomes.append(.error(message))
+            } else {
+                outcomes.append(.error("the servable returned neither output nor error"))
+            }
+        }
+        return outcomes
     }
 
     /// Why a worker did not start, with what it wrote to stderr while trying.

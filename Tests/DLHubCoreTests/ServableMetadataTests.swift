@@ -15,6 +15,15 @@ import Testing
         #expect(m.pythonDependencies["scikit-learn"] == "1.5.0")
     }
 
+    @Test func rowModelsTakeLargerBatchesUnlessTheySayOtherwise() throws {
+        let doc = ServableFixtures.sklearnDocument()
+        #expect(try ServableMetadata.validate(doc, files: ["model.joblib"]).batching.maxBatchSize == 1024)
+        let declared = doc.setting(["servable", "batching"], to: ["max_batch_size": 16])
+        #expect(try ServableMetadata.validate(declared, files: ["model.joblib"]).batching.maxBatchSize == 16)
+        let oneByOne = doc.setting(["servable", "batching"], to: ["vectorize": false])
+        #expect(try ServableMetadata.validate(oneByOne, files: ["model.joblib"]).batching.maxBatchSize == 64)
+    }
+
     @Test func namesEveryProblemByItsFieldPath() {
         var doc = ServableFixtures.sklearnDocument()
         doc = doc.setting(["datacite", "titles"], to: [])

@@ -10,6 +10,15 @@ public enum Loader: String, Sendable, Hashable, CaseIterable {
     case tensorflow = "tensorflow.TensorFlowServable"
     case executable = "executable"
 
+    /// Models with a free leading dimension: the worker concatenates a batch's rows and calls
+    /// the model once (see docs/worker-protocol.md).
+    public var takesRowBatches: Bool {
+        switch self {
+        case .sklearn, .torch, .onnx, .keras, .tensorflow: return true
+        case .pythonFunction, .pythonClassMethod, .executable: return false
+        }
+    }
+
     /// Short names accepted in `servable.type`, in `dlhub init --type`, and shown in tables.
     public var shortName: String {
         switch self {

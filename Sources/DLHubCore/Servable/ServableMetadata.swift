@@ -41,6 +41,9 @@ public struct ServableMetadata: Sendable, Hashable {
     }
 
     public struct Batching: Sendable, Hashable {
+        /// The default for models whose leading dimension is free (scikit-learn, ONNX, TorchScript,
+        /// Keras), which the worker calls once per batch; other servables default to 64.
+        public static let rowModelDefault = 1024
         public var maxBatchSize: Int = 64
         public var maxDelayMilliseconds: Int = 5
         /// Whether the worker may call a model once for a whole batch (rows concatenated).
@@ -275,6 +278,11 @@ extension ServableMetadata {
                         issues.append(ValidationIssue("servable.batching.vectorize", "must be true or false"))
                     }
                 }
+            }
+            // A model called once per batch costs little more for 1,000 rows than for 64: its
+            // batches may be larger unless the servable says otherwise.
+            if servable["batching"]?["max_batch_size"] == nil, batching.vectorize, loader.takesRowBatches {
+                batching.maxBatchSize = Batching.rowModelDefault
             }
             if let d = servable["deterministic"] {
                 if let b = d.boolValue {

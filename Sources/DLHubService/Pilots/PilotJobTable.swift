@@ -22,13 +22,15 @@ struct PilotJobTable {
     /// The jobs recorded by the previous run; empty when there is no table. A table that cannot
     /// be trusted or read is set aside (renamed), and the start goes on without it.
     func load() throws(DLHubError) -> [Entry] {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return [] }
-        guard st.st_uid == getuid(), st.st_mode & 0o077 == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        // Not followed if it is a link (attributes are the link's own).
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return [] }
+        let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o777
+        let uid = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value ?? UInt32.max
+        guard uid == getuid(), mode & 0o077 == 0, attributes[.type] as? FileAttributeType == .typeRegular else {
             setAside()
             throw DLHubError(
                 .internal,
-                "the pilot job table \(path) is not the service account's private file (mode \(String(st.st_mode & 0o777, radix: 8)), uid \(st.st_uid)); it was set aside and its jobs are not adopted"
+                "the pilot job table \(path) is not the service account's private file (mode \(String(mode & 0o777, radix: 8)), uid \(uid)); it was set aside and its jobs are not adopted"
             )
         }
         guard let data = FileManager.default.contents(atPath: path), let json = try? JSONValue.parse(Array(data)),

@@ -1,0 +1,265 @@
+/// Finds where JSON values begin and end in a text without building them, checking the syntax as
+/// strictly as `JSONValue.parse` does. Used where bytes are only forwarded: the pilot hands each
+/// output a worker wrote to the service as it is, after checking it is one well-formed JSON
+/// value, instead of parsing it into a tree and writing it out again.
+public struct JSONScanner {
+    public let bytes: [UInt8]
+    public private(set) var position = 0
+    var depth = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Continues from `offset` (the start of a value found earlier).
+    public mutating func skipTo(_ offset: Int) { position = offset }
+
+    /// The byte range of the JSON value `bytes` holds, when it holds exactly one (with optional
+    /// whitespace around it).
+    public static func wholeValue(_ bytes: [UInt8]) -> Range<Int>? {
+        var s = JSONScanner(bytes)
+        s.skipSpace()
+        guard let range = s.value() else { return nil }
+        s.skipSpace()
+        return s.position == bytes.count ? range : nil
+    }
+
+    /// The members of the object at the current position: each key (unescaped, as bytes) and the
+    /// byte range of its value. Nil when it is not a well-formed object.
+    public mutating func objectMembers() -> [(key: [UInt8], value: Range<Int>)]? {
+        skipSpace()
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "{") else { return nil }
+        position += 1
+        var members: [(key: [UInt8], value: Range<Int>)] = []
+        skipSpace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return members
+        }
+        while true {
+            skipSpace()
+            guard let key = string() else { return nil }
+            skipSpace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
+            position += 1
+            skipSpace()
+            guard let range = value() else { return nil }
+            members.append((key, range))
+            skipSpace()
+            guard position < bytes.count else { return nil }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "}") else { return nil }
+            position += 1
+            return members
+        }
+    }
+
+    /// The byte ranges of the elements of the array at `range` (which must hold one array).
+    public static func arrayElements(_ bytes: [UInt8], in range: Range<Int>) -> [Range<Int>]? {
+        var s = JSONScanner(bytes)
+        s.position = range.lowerBound
+        guard s.position < range.upperBound, bytes[s.position] == UInt8(ascii: "[") else { return nil }
+        s.position += 1
+        var elements: [Range<Int>] = []
+        s.skipSpace()
+        if s.position < bytes.count, bytes[s.position] == UInt8(ascii: "]") {
+            return s.position + 1 == range.upperBound ? elements : nil
+        }
+        while true {
+            s.skipSpace()
+            guard let element = s.value() else { return nil }
+            elements.append(element)
+            s.skipSpace()
+            guard s.position < range.upperBound else { return nil }
+            if bytes[s.position] == UInt8(ascii: ",") {
+                s.position += 1
+                continue
+            }
+            guard bytes[s.position] == UInt8(ascii: "]"), s.position + 1 == range.upperBound else { return nil }
+            return elements
+        }
+    }
+
+    /// Moves over one value; its byte range, or nil when it is not well-formed JSON.
+    public mutating func value() -> Range<Int>? {
+        let start = position
+        guard position < bytes.count else { return nil }
+        switch bytes[position] {
+        case UInt8(ascii: "{"):
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512, objectMembersSkipping() else { return nil }
+        case UInt8(ascii: "["):
+            depth += 1
+            defer { depth -= 1 }
+            guard depth < 512, arraySkipping() else { return nil }
+        case UInt8(ascii: "\""):
+            guard skipString() else { return nil }
+        case UInt8(ascii: "t"):
+            guard literal("true") else { return nil }
+        case UInt8(ascii: "f"):
+            guard literal("false") else { return nil }
+        case UInt8(ascii: "n"):
+            guard literal("null") else { return nil }
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            guard number() else { return nil }
+        default:
+            return nil
+        }
+        return start..<position
+    }
+
+    public mutating func skipSpace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func objectMembersSkipping() -> Bool {
+        position += 1
+        skipSpace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return true
+        }
+        while true {
+            skipSpace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), skipString() else { return false }
+            skipSpace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return false }
+            position += 1
+            skipSpace()
+            guard value() != nil else { return false }
+            skipSpace()
+            guard position < bytes.count else { return false }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "}") else { return false }
+            position += 1
+            return true
+        }
+    }
+
+    private mutating func arraySkipping() -> Bool {
+        position += 1
+        skipSpace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return true
+        }
+        while true {
+            skipSpace()
+            guard value() != nil else { return false }
+            skipSpace()
+            guard position < bytes.count else { return false }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "]") else { return false }
+            position += 1
+            return true
+        }
+    }
+
+    /// A string's bytes with escapes resolved (keys are short); nil when it is not well-formed.
+    private mutating func string() -> [UInt8]? {
+        let start = position
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), skipString() else { return nil }
+        let raw = bytes[(start + 1)..<(position - 1)]
+        if !raw.contains(UInt8(ascii: "\\")) { return Array(raw) }
+        guard case .string(let s)? = try? JSONValue.parse(bytes[start..<position]) else { return nil }
+        return Array(s.utf8)
+    }
+
+    /// Moves over a string, checking its escapes (as `JSONValue.parse` does: no control
+    /// characters, known escapes, `\u` with four hex digits and surrogates in pairs).
+    private mutating func skipString() -> Bool {
+        position += 1
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                position += 1
+                return true
+            }
+            if b < 0x20 { return false }
+            if b == UInt8(ascii: "\\") {
+                position += 1
+                guard position < bytes.count else { return false }
+                switch bytes[position] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"),
+                    UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    guard let scalar = hex4() else { return false }
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        guard position + 2 < bytes.count, bytes[position + 1] == 92, bytes[position + 2] == UInt8(ascii: "u") else {
+                            return false
+                        }
+                        position += 2
+                        guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return false }
+                    } else if (0xDC00..<0xE000).contains(scalar) {
+                        return false
+                    }
+                default:
+                    return false
+                }
+            }
+            position += 1
+        }
+        return false
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard position + 4 < bytes.count else { return nil }
+        var v: UInt32 = 0
+        for k in 1...4 {
+            let c = bytes[position + k]
+            let d: UInt32
+            switch c {
+            case 48...57: d = UInt32(c - 48)
+            case 65...70: d = UInt32(c - 55)
+            case 97...102: d = UInt32(c - 87)
+            default: return nil
+            }
+            v = v << 4 | d
+        }
+        position += 4
+        return v
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard position + n <= bytes.count else { return false }
+        let matches = word.withUTF8Buffer { w in (0..<n).allSatisfy { bytes[position + $0] == w[$0] } }
+        guard matches else { return false }
+        position += n
+        return true
+    }
+
+    private mutating func number() -> Bool {
+        func digits() -> Bool {
+            guard position < bytes.count, (48...57).contains(bytes[position]) else { return false }
+            while position < bytes.count, (48...57).contains(bytes[position]) { position += 1 }
+            return true
+        }
+        if bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard digits() else { return false }
+        if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            guard digits() else { return false }
+        }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E") {
+            position += 1
+            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") { position += 1 }
+            guard digits() else { return false }
+        }
+        return true
+    }
+}
