@@ -18,6 +18,7 @@ and its output is split back by row counts; a Python function opts in by naming 
 one call fails, or its output does not have one row per input row, each input runs alone, so a
 bad input still fails by itself. `servable.batching.vectorize: false` turns this off.
 """
+import gc
 import importlib
 import importlib.metadata
 import json
@@ -258,6 +259,12 @@ def main():
         traceback.print_exc()
         send({"ready": False, "error": "%s: %s" % (type(error).__name__, error)})
         return 1
+    # The model, its libraries and everything loaded so far live as long as the worker: moved
+    # out of the collector's sight, so a full collection does not walk them all in the middle
+    # of a batch (measured: 30-45 ms pauses at the 99th percentile of 500-row scikit-learn
+    # batches without this, about 2 ms with it).
+    gc.collect()
+    gc.freeze()
     send({"ready": True, "pid": os.getpid()})
     for line in sys.stdin:
         if not line.strip():

@@ -195,7 +195,7 @@ public actor PilotAgent {
             if !r.idle.isEmpty {
                 let worker = residents[key]!.idle.removeLast()
                 let batch = take(key)
-                Task { await self.run(batch, on: worker, metadata: r.metadata, spec: r.spec) }
+                start(batch, on: worker, metadata: r.metadata, spec: r.spec)
             } else if canAddWorker(r) {
                 let batch = take(key)
                 Task { await self.runOnNewWorker(batch, r.spec, r.metadata) }
@@ -248,13 +248,36 @@ public actor PilotAgent {
         }
     }
 
+    /// Runs a batch on an idle worker: the exchange and the reading of the reply happen on the
+    /// worker's own thread, and the agent hears back once (no task to wake before it starts).
+    func start(_ batch: Batch, on worker: WorkerProcess, metadata: ServableMetadata, spec: ServableSpec) {
+        let line = Self.request(batch, items: batch.items)
+        let timeout = batch.timeoutSeconds
+        worker.queue.async {
+            let outcome = Result { try Self.results(of: batch.items, worker.exchange(line, timeout: timeout)) }
+            Task { await self.ran(batch, on: worker, metadata: metadata, spec: spec, outcome) }
+        }
+    }
+
     func run(_ batch: Batch, on worker: WorkerProcess, metadata: ServableMetadata, spec: ServableSpec) async {
+        let outcome: Result<([ItemResult], String), any Error>
+        do { outcome = .success(try await Self.execute(batch, items: batch.items, on: worker)) } catch { outcome = .failure(error) }
+        await ran(batch, on: worker, metadata: metadata, spec: spec, outcome)
+    }
+
+    /// A batch's first attempt ended: its results go to the service, or, when the worker broke,
+    /// each item runs alone to find the culprit.
+    func ran(
+        _ batch: Batch, on worker: WorkerProcess, metadata: ServableMetadata, spec: ServableSpec,
+        _ outcome: Result<([ItemResult], String), any Error>
+    ) async {
         var worker: WorkerProcess? = worker
         var results: [ItemResult]
         var log = ""
-        do {
-            (results, log) = try await Self.execute(batch, items: batch.items, on: worker!)
-        } catch let failure {
+        switch outcome {
+        case .success(let done):
+            (results, log) = done
+        case .failure(let failure):
             if let w = worker { retire(w) }
             worker = nil
             log = ""
@@ -355,6 +378,17 @@ public actor PilotAgent {
     ) async throws -> (
         results: [ItemResult], log: String
     ) {
+        let line = request(batch, items: items)
+        let timeout = batch.timeoutSeconds
+        return try await withCheckedThrowingContinuation { continuation in
+            worker.queue.async {
+                continuation.resume(with: Result { try results(of: items, worker.exchange(line, timeout: timeout)) })
+            }
+        }
+    }
+
+    /// The worker request line for `items` (payloads spliced in as they came).
+    static func request(_ batch: Batch, items: [Batch.Item]) -> [UInt8] {
         var request: [UInt8] = Array(#"{"batch":"#.utf8) + Array(String(batch.id).utf8) + Array(#","parameters":"#.utf8)
         request += batch.parameters.isEmpty ? Array("{}".utf8) : batch.parameters
         request += Array(#","inputs":["#.utf8)
@@ -363,21 +397,16 @@ public actor PilotAgent {
             request += item.payload
         }
         request += Array("]}".utf8)
-        let timeout = batch.timeoutSeconds
-        let line = request
-        let (reply, log): ([UInt8], String) = try await withCheckedThrowingContinuation { continuation in
-            worker.queue.async {
-                do { continuation.resume(returning: try worker.exchange(line, timeout: timeout)) } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
-        guard let outcomes = Self.outcomes(reply), outcomes.count == items.count else {
+        return request
+    }
+
+    /// Each item's outcome from a worker's reply; a reply that breaks the protocol is an error.
+    static func results(of items: [Batch.Item], _ exchanged: (reply: [UInt8], log: String)) throws -> ([ItemResult], String) {
+        guard let outcomes = outcomes(exchanged.reply), outcomes.count == items.count else {
             throw WorkerProcess.Failure.protocolError(
                 "the worker broke the protocol: expected {\"results\": [...]} with \(items.count) entries")
         }
-        let results = zip(items, outcomes).map { item, outcome in ItemResult(id: item.id, outcome: outcome) }
-        return (results, log)
+        return (zip(items, outcomes).map { item, outcome in ItemResult(id: item.id, outcome: outcome) }, exchanged.log)
     }
 
     /// The outcomes in a worker's reply (`{"results": [{"output": ...} | {"error": "..."}, ...]}`):

@@ -222,52 +222,38 @@ public struct PilotClient: Sendable {
             await agent.setFrameLimit(welcome.frameLimit)
             logger.info(
                 "connected to the service", metadata: ["session": "\(welcome.session)", "resident": "\(hello.resident.count)"])
-            let (outbound, continuation) = AsyncStream.makeStream(of: PilotFrame.self)
-            relay.attach(continuation)
-            await serve(agent: agent, inbound: &iterator, writer: writer, outbound: outbound, heartbeat: continuation, channel: channel)
+            relay.attach(channel)
+            await serve(agent: agent, inbound: &iterator, relay: relay)
             relay.detach()
             return await agent.draining ? .finished : .lost
         }
     }
 
-    /// After the handshake: frames both ways, Slurm's signals and heartbeats, until the writer
-    /// has sent `bye` or the service goes away.
-    func serve(
-        agent: PilotAgent, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
-        writer: NIOAsyncChannelOutboundWriter<PilotFrame>, outbound: AsyncStream<PilotFrame>,
-        heartbeat: AsyncStream<PilotFrame>.Continuation, channel: any Channel
-    ) async {
+    /// After the handshake: frames from the service to the agent (the agent writes its own
+    /// straight to the socket through `relay`) and heartbeats, until the pilot has said `bye`
+    /// (which closes the connection) or the service goes away.
+    func serve(agent: PilotAgent, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator, relay: Relay) async {
         let options = self.options, logger = self.logger
-        await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await frame in outbound {
-                    try await writer.write(frame)
-                    if case .bye = frame { break }
-                }
-                // Said goodbye (or the agent is gone): closing ends the read loop below.
-                channel.close(promise: nil)
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(options.heartbeatSeconds))
+                relay.send(.heartbeat(await agent.status()))
             }
-            group.addTask {
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(options.heartbeatSeconds))
-                    heartbeat.yield(.heartbeat(await agent.status()))
+        }
+        defer { heartbeat.cancel() }
+        do {
+            while let frame = try await inbound.next() {
+                switch frame {
+                case .drain, .load:
+                    // A drain waits for running batches, a load for a worker to start: neither
+                    // may hold up the frames behind it (batches of other servables).
+                    Task { await agent.handle(frame) }
+                default:
+                    await agent.handle(frame)
                 }
             }
-            do {
-                while let frame = try await inbound.next() {
-                    switch frame {
-                    case .drain, .load:
-                        // A drain waits for running batches, a load for a worker to start: neither
-                        // may hold up the frames behind it (batches of other servables).
-                        Task { await agent.handle(frame) }
-                    default:
-                        await agent.handle(frame)
-                    }
-                }
-            } catch {
-                logger.warning("connection to the service ended", metadata: ["error": "\(error)"])
-            }
-            group.cancelAll()
+        } catch {
+            logger.warning("connection to the service ended", metadata: ["error": "\(error)"])
         }
     }
 
@@ -303,20 +289,21 @@ public struct PilotClient: Sendable {
     }
 }
 
-/// Where the agent's frames go: the current connection, or nowhere while there is none.
+/// Where the agent's frames go: the current connection, or nowhere while there is none. Frames
+/// are written to the socket directly (NIO hands each write to the connection's event loop, in
+/// order); after `bye` the connection is closed once the goodbye is out.
 final class Relay: Sendable {
-    private let current = Mutex<AsyncStream<PilotFrame>.Continuation?>(nil)
+    private let current = Mutex<(any Channel)?>(nil)
 
-    func attach(_ continuation: AsyncStream<PilotFrame>.Continuation) { current.withLock { $0 = continuation } }
+    func attach(_ channel: any Channel) { current.withLock { $0 = channel } }
 
-    func detach() {
-        current.withLock {
-            $0?.finish()
-            $0 = nil
-        }
+    func detach() { current.withLock { $0 = nil } }
+
+    func send(_ frame: PilotFrame) {
+        guard let channel = current.withLock({ $0 }) else { return }
+        let written = channel.writeAndFlush(frame)
+        if case .bye = frame { written.whenComplete { _ in channel.close(promise: nil) } }
     }
-
-    func send(_ frame: PilotFrame) { _ = current.withLock { $0?.yield(frame) } }
 }
 
 /// A flag shared between tasks.

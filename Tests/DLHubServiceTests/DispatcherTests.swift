@@ -1,5 +1,5 @@
 import DLHubCore
-import DLHubService
+@testable import DLHubService
 import DLHubTesting
 import Foundation
 import Logging
@@ -257,6 +257,42 @@ import Testing
         #expect(done.finished != nil && done.failed == 0)
         #expect(done.items.map { $0.output.map { String(decoding: $0, as: UTF8.self) } } == (0..<8).map { "\($0)0" })
         #expect(await base.dispatcher.liveTasks == 0)
+    }
+
+    /// One timer serves every parked request: a short wait that comes after a long one still
+    /// runs out long before the long one would, and the long one is still answered.
+    @Test func aShortWaitAfterALongOneRunsOutFirstAndTheLongOneIsStillAnswered() async throws {
+        let pilot = DispatcherTests.FakePilot()
+        let session = await base.attach(base.hello(1, slots: 2), pilot)
+        let (long, longItems) = try await liveTask(1)
+        await start(long, longItems)
+        guard case .load = await pilot.next() else { Issue.record("no load"); return }
+        _ = await base.dispatcher.received(.loaded(key: "sha256:k", error: nil, log: ""), from: session)
+        guard case .batch(let batch) = await pilot.next() else { Issue.record("no batch"); return }
+        async let longAnswer = base.dispatcher.waitLive(long.id, seconds: 600)
+        try await Task.sleep(for: .milliseconds(50))
+        let (short, shortItems) = try await liveTask(1)
+        await start(short, shortItems)
+        let started = ContinuousClock.now
+        #expect(await base.dispatcher.waitLive(short.id, seconds: 0.2) == nil, "the short wait ran out")
+        #expect(ContinuousClock.now - started < .seconds(300), "it did not wait for the long one's timer")
+        _ = await base.dispatcher.received(base.results(for: batch), from: session)
+        let answered = try #require(await longAnswer)
+        #expect(answered.id == long.id && answered.finished != nil)
+    }
+
+    @Test func deadlinesComeOutInOrderAndAnsweredOnesAreDropped() {
+        var d = WaitDeadlines()
+        d.add("c", at: 30)
+        d.add("a", at: 10)
+        d.add("b", at: 20)
+        d.add("d", at: 40)
+        #expect(d.earliest == 10)
+        #expect(d.expired(now: 25) == ["a", "b"])
+        d.compact { $0 != "c" }
+        #expect(d.count == 1 && d.earliest == 40)
+        #expect(d.expired(now: 100) == ["d"])
+        #expect(d.earliest == nil)
     }
 
     @Test func resultsAreSortedBetweenLiveTasksAndTheStore() {

@@ -80,7 +80,7 @@ public actor Dispatcher {
         public var lastHeard: Date
         public var status: JSONValue = [:]
         var inFlight: [UInt64: InFlight] = [:]
-        let outbound: AsyncStream<PilotFrame>.Continuation
+        let outbound: PilotOutbound
 
         public var busy: Int { inFlight.count }
     }
@@ -105,6 +105,9 @@ public actor Dispatcher {
     var nextSessionID = 1
     /// Requests waiting for their answer in memory (see `LiveTasks`).
     var live = LiveTasks()
+    /// When parked requests stop waiting, and the one timer for the earliest.
+    var deadlines = WaitDeadlines()
+    var waitTimer: (task: Task<Void, Never>, at: UInt64)?
     /// The next item id: the service numbers items, live or stored, in one space.
     var nextItemID: UInt64 = 1
     /// Pilots lost while holding an item (kept in the store too, for items stored there).
@@ -200,26 +203,41 @@ public actor Dispatcher {
         guard seconds > 0 else { return nil }
         let answered: LiveTasks.Entry? = await withCheckedContinuation { waiter in
             guard live.park(id, waiter) else { return waiter.resume(returning: nil) }
-            live.setTimer(
-                id,
-                Task { [weak self] in
-                    try? await Task.sleep(for: .seconds(seconds))
-                    await self?.waitRanOut(id)
-                })
+            let now = DispatchTime.now().uptimeNanoseconds
+            deadlines.add(id, at: now + UInt64(seconds * 1e9))
+            if deadlines.count > 2 * live.count + 1024 { deadlines.compact { live.isParked($0) } }
+            armWaitTimer(now: now)
         }
         if answered != nil || live.task(id)?.finished != nil { return live.remove(id) ?? answered }
         return nil
     }
 
-    func waitRanOut(_ id: String) {
-        live.unpark(id)?.resume(returning: nil)
+    /// One timer, for the earliest deadline of a parked request (set again when a nearer one comes).
+    func armWaitTimer(now: UInt64) {
+        guard let next = deadlines.earliest else { return }
+        if let armed = waitTimer, armed.at <= next { return }
+        waitTimer?.task.cancel()
+        let delay = next > now ? next - now : 0
+        waitTimer = (
+            Task { [weak self] in
+                do { try await Task.sleep(nanoseconds: delay) } catch { return }
+                await self?.waitsRanOut()
+            }, next
+        )
+    }
+
+    /// Answers the requests whose wait ran out (`persistLive` then stores their tasks).
+    func waitsRanOut() {
+        waitTimer = nil
+        let now = DispatchTime.now().uptimeNanoseconds
+        for id in deadlines.expired(now: now) { live.unpark(id)?.resume(returning: nil) }
+        armWaitTimer(now: now)
     }
 
     /// The wait of a live task ran out: writes it to the store (with what it has so far) so that
     /// its id can be handed out. Returns the task instead when it finished meanwhile.
     public func persistLive(_ id: String) async throws(DLHubError) -> LiveTasks.Entry? {
         guard let snapshot = live.beginPersisting(id) else { return nil }
-        snapshot.timer?.cancel()
         if snapshot.finished != nil { return live.remove(id) }
         do {
             _ = try await store.accept(snapshot.newTask)
@@ -320,6 +338,11 @@ public actor Dispatcher {
 
     /// Registers a pilot that completed the mutual proof; frames for it go to `outbound`.
     public func attach(session id: Int, hello: PilotHello, outbound: AsyncStream<PilotFrame>.Continuation) {
+        attach(session: id, hello: hello, outbound: .stream(outbound))
+    }
+
+    /// Registers a pilot that completed the mutual proof; its frames go to `outbound`.
+    public func attach(session id: Int, hello: PilotHello, outbound: PilotOutbound) {
         let now = Date()
         // A pilot reconnecting after a restart still has workers: their batches go to it at once.
         sessions[id] = Session(
@@ -480,10 +503,7 @@ public actor Dispatcher {
             if let entry = ledger.removeValue(forKey: r.id) { release(entry.owner, items: 1, bytes: Int64(entry.bytes)) }
         }
         let (forStore, finished) = live.complete(results)
-        for (waiter, entry) in finished {
-            entry.timer?.cancel()
-            waiter.resume(returning: entry)
-        }
+        for (waiter, entry) in finished { waiter.resume(returning: entry) }
         if !lostAttempts.isEmpty { for r in results { lostAttempts.removeValue(forKey: r.id) } }
         guard !forStore.isEmpty else { return }
         await commit(forStore)

@@ -174,40 +174,32 @@ public final class PilotListener: Service, @unchecked Sendable {
                 deadline.cancel()
                 strangers.update { $0 -= 1 }
                 stillStranger = false
-                try await relay(session: session, hello: hello, inbound: &iterator, writer: writer)
+                await relay(session: session, hello: hello, inbound: &iterator, channel: channel)
             }
         } catch {
             logger.warning("pilot connection failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
     }
 
-    /// Frames both ways for an authenticated pilot, until its connection ends.
+    /// Frames from an authenticated pilot to the dispatcher until its connection ends (the
+    /// dispatcher writes to the pilot itself, see `PilotOutbound`).
     func relay(
         session: Int, hello: PilotHello, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
-        writer: NIOAsyncChannelOutboundWriter<PilotFrame>
-    ) async throws {
-        let (outbound, continuation) = AsyncStream.makeStream(of: PilotFrame.self)
-        await dispatcher.attach(session: session, hello: hello, outbound: continuation)
+        channel: any Channel
+    ) async {
+        // The dispatcher writes to the socket itself; this loop only reads.
+        await dispatcher.attach(session: session, hello: hello, outbound: .channel(channel))
         var iterator = inbound
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await frame in outbound {
-                    do { try await writer.write(frame) } catch { break }
+        do {
+            while let frame = try await iterator.next() {
+                if let refusal = await dispatcher.received(frame, from: session) {
+                    await dispatcher.detach(session, reason: "protocol violation: \(refusal)")
+                    return
                 }
             }
-            do {
-                while let frame = try await iterator.next() {
-                    if let refusal = await dispatcher.received(frame, from: session) {
-                        await dispatcher.detach(session, reason: "protocol violation: \(refusal)")
-                        break
-                    }
-                }
-                await dispatcher.detach(session, reason: "connection closed")
-            } catch {
-                await dispatcher.detach(session, reason: "connection error: \(error)")
-            }
-            continuation.finish()
-            group.cancelAll()
+            await dispatcher.detach(session, reason: "connection closed")
+        } catch {
+            await dispatcher.detach(session, reason: "connection error: \(error)")
         }
     }
 

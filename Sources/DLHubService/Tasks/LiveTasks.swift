@@ -33,8 +33,6 @@ public struct LiveTasks: Sendable {
         /// Could not be written to the store: forgotten when it finishes.
         public var abandoned = false
         public var waiter: CheckedContinuation<Entry?, Never>?
-        /// Ends the wait when it runs out (cancelled when the task finishes first).
-        public var timer: Task<Void, Never>?
 
         public init(
             id: String, owner: String, servable: String, digest: String, pool: String, single: Bool, parameters: [UInt8],
@@ -120,10 +118,6 @@ public struct LiveTasks: Sendable {
         return true
     }
 
-    mutating func setTimer(_ id: String, _ timer: Task<Void, Never>) {
-        if tasks[id] != nil { tasks[id]!.timer = timer } else { timer.cancel() }
-    }
-
     /// A task whose store write failed: nobody will collect it, so it goes when it finishes.
     public mutating func abandon(_ id: String) {
         guard let task = tasks[id] else { return }
@@ -134,6 +128,9 @@ public struct LiveTasks: Sendable {
             tasks[id]!.abandoned = true
         }
     }
+
+    /// Whether a request is parked on the task.
+    func isParked(_ id: String) -> Bool { tasks[id]?.waiter != nil }
 
     /// The parked request of a task, taken (its wait ran out).
     mutating func unpark(_ id: String) -> CheckedContinuation<Entry?, Never>? {
@@ -156,5 +153,44 @@ public struct LiveTasks: Sendable {
         guard let task = tasks.removeValue(forKey: id) else { return nil }
         for item in task.itemIDs { items.removeValue(forKey: item) }
         return task
+    }
+}
+
+/// When the waits of parked requests run out, in deadline order, so that one timer (for the
+/// earliest) serves them all: a request costs no timer of its own to start and cancel. Entries
+/// of requests answered before their wait ran out are dropped lazily (`compact`).
+struct WaitDeadlines {
+    /// Sorted by `at` (monotonic nanoseconds); `entries[head...]` are pending.
+    private var entries: [(at: UInt64, id: String)] = []
+    private var head = 0
+
+    var count: Int { entries.count - head }
+    var earliest: UInt64? { head < entries.count ? entries[head].at : nil }
+
+    mutating func add(_ id: String, at: UInt64) {
+        // Waits are mostly alike, so a new deadline mostly goes last.
+        var i = entries.count
+        while i > head, entries[i - 1].at > at { i -= 1 }
+        entries.insert((at, id), at: i)
+    }
+
+    /// Takes the ids whose deadline is at or before `now`.
+    mutating func expired(now: UInt64) -> [String] {
+        var ids: [String] = []
+        while head < entries.count, entries[head].at <= now {
+            ids.append(entries[head].id)
+            head += 1
+        }
+        if head > 1024, head * 2 > entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+        return ids
+    }
+
+    /// Keeps only the entries `waiting` says are still waiting.
+    mutating func compact(waiting: (String) -> Bool) {
+        entries = entries[head...].filter { waiting($0.id) }
+        head = 0
     }
 }
