@@ -1,9 +1,10 @@
 import DLHubCore
-@testable import DLHubService
 import DLHubTesting
 import Foundation
 import Logging
 import Testing
+
+@testable import DLHubService
 
 /// The dispatcher's bookkeeping with pilots played by the test (no sockets, real SQLite store).
 @Suite struct DispatcherTests {

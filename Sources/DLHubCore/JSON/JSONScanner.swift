@@ -9,6 +9,36 @@ public struct JSONScanner {
 
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
+    /// The bytes of a well-formed value at `range` without the whitespace between its tokens
+    /// (a line-based protocol can carry it on one line), otherwise as written.
+    public static func minified(_ bytes: [UInt8], _ range: Range<Int>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(range.count)
+        var inString = false
+        var escaped = false
+        for i in range {
+            let b = bytes[i]
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if b == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if b == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                out.append(b)
+                continue
+            }
+            switch b {
+            case 0x20, 0x0A, 0x0D, 0x09: continue
+            case UInt8(ascii: "\""): inString = true
+            default: break
+            }
+            out.append(b)
+        }
+        return out
+    }
+
     /// Continues from `offset` (the start of a value found earlier).
     public mutating func skipTo(_ offset: Int) { position = offset }
 

@@ -59,7 +59,10 @@ public struct Authenticator: Sendable {
     public static let howTo = "send `Authorization: Munge $(munge -n)` or a bearer token from `dlhub login`"
 
     public func authenticate(authorization: String?, allowToken: Bool = true) async throws(DLHubError) -> Caller {
-        guard let header = authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty else {
+        // Trimmed only when it needs to be (the common header does not).
+        let untrimmed = authorization.map { $0.first?.isWhitespace == false && $0.last?.isWhitespace == false }
+        guard let header = untrimmed == true ? authorization : authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty
+        else {
             throw DLHubError(.unauthenticated, "this request needs credentials: \(Self.howTo)")
         }
         let parts = header.split(separator: " ", maxSplits: 1)

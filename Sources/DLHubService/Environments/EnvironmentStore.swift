@@ -84,6 +84,7 @@ public actor EnvironmentStore {
             return (version, Self.scan(root))
         }
         baseVersion = found.0
+        ids.removeAll()
         entries = found.1
         if baseVersion == "unknown" {
             logger.error(
@@ -99,6 +100,17 @@ public actor EnvironmentStore {
 
     /// The content address of a dependency set.
     public func id(for requirements: PythonRequirements) -> String {
+        if let known = ids[requirements] { return known }
+        if ids.count > 10_000 { ids.removeAll() }
+        let id = computeID(requirements)
+        ids[requirements] = id
+        return id
+    }
+
+    /// Ids already computed (asked for on every run request of a servable with its own environment).
+    private var ids: [PythonRequirements: String] = [:]
+
+    private func computeID(_ requirements: PythonRequirements) -> String {
         let identity: JSONValue = [
             "python": .string(settings.basePython + " " + baseVersion), "packages": requirements.canonical,
             "index": settings.packageIndex.map { .string($0) } ?? .null,

@@ -89,7 +89,9 @@ public final class Runner: Sendable {
         }
         let parameterBytes = parameters.encoded()
         let taskID = UUID().uuidString.lowercased()
-        let payloads = inputs.map { $0.encoded() }
+        // Each input goes to the pilot as the caller wrote it (checked above, whitespace taken
+        // out), not parsed and written out again.
+        let payloads = Self.inputBytes(body, single: single) ?? inputs.map { $0.encoded() }
         let bytes = payloads.reduce(0) { $0 + $1.count }
         // Over quota: refused before anything is written.
         let itemIDs = try await dispatcher.reserve(owner: caller.login, items: payloads.count, bytes: bytes)
@@ -128,6 +130,18 @@ public final class Runner: Sendable {
         }
         await dispatcher.submit(items, live: entry, cacheKey: cached ? key : nil, then: next)
         return Accepted(taskID: taskID, pool: pool.name, live: live)
+    }
+
+    /// The bytes of each input in a request body that parsed: `input`, or each element of
+    /// `inputs` (the last of a repeated key, as the parser takes it), minified.
+    static func inputBytes(_ body: [UInt8], single: Bool) -> [[UInt8]]? {
+        var scanner = JSONScanner(body)
+        let name = single ? "input" : "inputs"
+        guard let members = scanner.objectMembers(), let member = members.last(where: { $0.key.elementsEqual(name.utf8) }) else {
+            return nil
+        }
+        if single { return [JSONScanner.minified(body, member.value)] }
+        return JSONScanner.arrayElements(body, in: member.value)?.map { JSONScanner.minified(body, $0) }
     }
 
     /// What a servable's workers run with: for a servable with its own Python environment, the
