@@ -20,11 +20,9 @@ struct ServingRoutes: Sendable {
             let wait = try Self.waitSeconds(request.uri.queryParameters.get("wait"))
             let body = try await request.body.collect(upTo: maxRequestBytes)
             // Waiting callers are answered from memory; a task id is handed out only once it is stored.
-            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, live: wait > 0)
+            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, live: wait > 0, wait: wait)
             if accepted.live {
-                if let answered = await runner.dispatcher.waitLive(accepted.taskID, seconds: wait) {
-                    return Self.response(answered)
-                }
+                if let answered = accepted.answered { return Self.response(answered) }
                 if let answered = try await runner.dispatcher.persistLive(accepted.taskID) { return Self.response(answered) }
             }
             return try await taskResponse(accepted.taskID, caller: caller)

@@ -2,6 +2,8 @@ import DLHubCore
 import Foundation
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 
 /// Batched dispatch: a queue per servable (and parameter set), pilots that pull work with
 /// credits, and the bookkeeping that makes a lost pilot cost a retry, never a lost or doubled
@@ -131,7 +133,19 @@ public actor Dispatcher {
     let itemsRefused = Counter(label: "dlhub_items_refused_over_quota_total")
     let batchesTakenBack = Counter(label: "dlhub_batches_taken_back_total")
 
-    public init(store: TaskStore, waiters: TaskWaiters, limits: Limits = Limits(), logger: Logger) {
+    /// The event loop the dispatcher runs on, which is also the loop of every pilot connection
+    /// (see `PilotListener`): a frame read from a pilot is handled, and the frames it causes are
+    /// written, on the thread that read it, with no hand-off to another thread.
+    public nonisolated let eventLoop: any EventLoop
+    private nonisolated let executor: any SerialExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public init(
+        store: TaskStore, waiters: TaskWaiters, limits: Limits = Limits(), logger: Logger,
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+    ) {
+        self.eventLoop = eventLoop
+        executor = eventLoop.executor
         self.store = store
         self.waiters = waiters
         self.limits = limits
@@ -195,6 +209,19 @@ public actor Dispatcher {
     }
 
     // MARK: Live tasks
+    /// A request whose caller waits: reserved against the owner's quota, queued (or answered
+    /// from the cache) and waited for, in one call. `build` makes the items and the live task
+    /// from the item ids. Returns the task when it finished within `seconds`, nil when the wait
+    /// ran out first (then `persistLive` stores it).
+    public func submitLive(
+        owner: String, count: Int, bytes: Int, wait seconds: Double, cacheKey: String?, then next: Next,
+        build: @Sendable ([UInt64]) -> ([QueuedItem], LiveTasks.Entry)
+    ) async throws(DLHubError) -> LiveTasks.Entry? {
+        let itemIDs = try reserve(owner: owner, items: count, bytes: bytes)
+        let (items, entry) = build(itemIDs)
+        await submit(items, live: entry, cacheKey: cacheKey, then: next)
+        return await waitLive(entry.id, seconds: seconds)
+    }
 
     /// Waits up to `seconds` for a live task; returns it (and forgets it) once finished, nil
     /// when the wait ran out first.

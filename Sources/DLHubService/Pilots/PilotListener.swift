@@ -74,7 +74,8 @@ public final class PilotListener: Service, @unchecked Sendable {
 
     public func run() async throws {
         let limits = self.limits
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // Pilot connections live on the dispatcher's event loop (see `Dispatcher.eventLoop`).
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton, childGroup: dispatcher.eventLoop)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
@@ -187,11 +188,19 @@ public final class PilotListener: Service, @unchecked Sendable {
         session: Int, hello: PilotHello, inbound: inout NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator,
         channel: any Channel
     ) async {
-        // The dispatcher writes to the socket itself; this loop only reads.
-        await dispatcher.attach(session: session, hello: hello, outbound: .channel(channel))
-        var iterator = inbound
+        let handedOver = HandedOver(inbound)
+        await Self.relay(session: session, hello: hello, inbound: handedOver, channel: channel, dispatcher: dispatcher)
+    }
+
+    /// The read loop runs on the dispatcher (its event loop, the connection's): each frame is
+    /// handed over where it was read, with no thread in between.
+    static func relay(
+        session: Int, hello: PilotHello, inbound: HandedOver<NIOAsyncChannelInboundStream<PilotFrame>.AsyncIterator>,
+        channel: any Channel, dispatcher: isolated Dispatcher
+    ) async {
+        dispatcher.attach(session: session, hello: hello, outbound: .channel(channel))
         do {
-            while let frame = try await iterator.next() {
+            while let frame = try await inbound.value.next() {
                 if let refusal = await dispatcher.received(frame, from: session) {
                     await dispatcher.detach(session, reason: "protocol violation: \(refusal)")
                     return
@@ -228,4 +237,11 @@ public final class PilotListener: Service, @unchecked Sendable {
         guard job.pool == hello.pool else { return refuse("job \(hello.jobID) belongs to pool \(job.pool), not \(hello.pool)") }
         return job
     }
+}
+
+/// A value handed from one task's code to code it awaits, never used by both at once (the
+/// connection's read iterator, handed from the handshake to the dispatcher's read loop).
+final class HandedOver<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -33,6 +33,8 @@ public final class Runner: Sendable {
         public var pool: String
         /// Kept in memory until answered or its wait runs out (see `LiveTasks`).
         public var live: Bool
+        /// A live task answered within its wait.
+        public var answered: LiveTasks.Entry?
     }
 
     /// Validates a run request against the servable's declared input type and queues it.
@@ -41,7 +43,7 @@ public final class Runner: Sendable {
     /// the store only if the wait runs out (`Dispatcher.persistLive`); otherwise it is durable
     /// before this returns.
     public func accept(
-        _ reference: ServableReference, body: [UInt8], caller: Caller, live: Bool = false
+        _ reference: ServableReference, body: [UInt8], caller: Caller, live: Bool = false, wait: Double = 0
     ) async throws(DLHubError) -> Accepted {
         let record = try await catalog.resolve(reference, caller: caller)
         if let w = record.withdrawal {
@@ -91,34 +93,12 @@ public final class Runner: Sendable {
         let taskID = UUID().uuidString.lowercased()
         // Each input goes to the pilot as the caller wrote it (checked above, whitespace taken
         // out), not parsed and written out again.
-        let payloads = Self.inputBytes(body, single: single) ?? inputs.map { $0.encoded() }
+        let sliced = Self.inputBytes(body, single: single)
+        let payloads = sliced?.count == inputs.count ? sliced! : inputs.map { $0.encoded() }
         let bytes = payloads.reduce(0) { $0 + $1.count }
-        // Over quota: refused before anything is written.
-        let itemIDs = try await dispatcher.reserve(owner: caller.login, items: payloads.count, bytes: bytes)
-        let servable = "\(record.id)@\(record.version)"
-        var entry: LiveTasks.Entry?
-        if live {
-            // Answered from memory if it finishes within the wait; stored only if it does not.
-            entry = LiveTasks.Entry(
-                id: taskID, owner: caller.login, servable: servable, digest: record.digest, pool: pool.name, single: single,
-                parameters: parameterBytes, itemIDs: itemIDs, inputs: payloads)
-        } else {
-            do {
-                _ = try await store.accept(
-                    .init(
-                        id: taskID, owner: caller.login, servable: servable, digest: record.digest, pool: pool.name, single: single,
-                        parameters: parameterBytes, inputs: payloads, itemIDs: itemIDs))
-            } catch {
-                await dispatcher.unreserve(owner: caller.login, items: payloads.count, bytes: bytes)
-                throw error
-            }
-        }
         let key = Self.queueKey(digest: record.digest, parameters: parameters)
         // `"cache": false` keeps the request out of the cache both ways: not answered from it, not added to it.
         let cached = metadata.deterministic && (request["cache"]?.boolValue ?? true)
-        let items = zip(itemIDs, payloads).map {
-            Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: caller.login, payload: $1, cacheable: cached)
-        }
         let resolved = await environment(for: record, pool: pool)
         let next: Dispatcher.Next
         if let failure = resolved.failure {
@@ -128,8 +108,40 @@ public final class Runner: Sendable {
                 key: key, spec: spec(record, parameters, resolved.environment), metadata: metadata, pool: pool.name,
                 parameters: parameterBytes, waitingFor: resolved.waitingFor)
         }
-        await dispatcher.submit(items, live: entry, cacheKey: cached ? key : nil, then: next)
-        return Accepted(taskID: taskID, pool: pool.name, live: live)
+        let servable = "\(record.id)@\(record.version)"
+        let owner = caller.login
+        @Sendable func items(_ itemIDs: [UInt64]) -> [Dispatcher.QueuedItem] {
+            zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: owner, payload: $1, cacheable: cached) }
+        }
+        if live {
+            // Answered from memory if it finishes within the wait; stored only if it does not.
+            // Reserved, queued and waited for in one call to the dispatcher.
+            let answered = try await dispatcher.submitLive(
+                owner: owner, count: payloads.count, bytes: bytes, wait: wait, cacheKey: cached ? key : nil, then: next
+            ) {
+                itemIDs in
+                (
+                    items(itemIDs),
+                    LiveTasks.Entry(
+                        id: taskID, owner: owner, servable: servable, digest: record.digest, pool: pool.name, single: single,
+                        parameters: parameterBytes, itemIDs: itemIDs, inputs: payloads)
+                )
+            }
+            return Accepted(taskID: taskID, pool: pool.name, live: true, answered: answered)
+        }
+        // Over quota: refused before anything is written.
+        let itemIDs = try await dispatcher.reserve(owner: owner, items: payloads.count, bytes: bytes)
+        do throws(DLHubError) {
+            _ = try await store.accept(
+                .init(
+                    id: taskID, owner: owner, servable: servable, digest: record.digest, pool: pool.name, single: single,
+                    parameters: parameterBytes, inputs: payloads, itemIDs: itemIDs))
+        } catch {
+            await dispatcher.unreserve(owner: owner, items: payloads.count, bytes: bytes)
+            throw error
+        }
+        await dispatcher.submit(items(itemIDs), live: nil, cacheKey: cached ? key : nil, then: next)
+        return Accepted(taskID: taskID, pool: pool.name, live: false)
     }
 
     /// The bytes of each input in a request body that parsed: `input`, or each element of
