@@ -99,7 +99,7 @@ public actor Dispatcher {
     /// Who each unanswered item belongs to, and its size: what quotas count.
     var ledger: [UInt64: (owner: String, bytes: Int)] = [:]
     var usage: [String: (items: Int, bytes: Int64)] = [:]
-    var sessions: [Int: Session] = [:]
+    var sessions = PilotSessions()
     var failedLoads: [String: [Int: String]] = [:]
     var nextBatchID: UInt64 = 1
     /// Tasks with items on pilots, and how many.
@@ -330,6 +330,19 @@ public actor Dispatcher {
         return misses
     }
 
+    /// The cached outputs of every input of a request, when the cache holds them all (then the
+    /// request needs nothing else; the cache is thread-safe and per caller).
+    public nonisolated func cachedOutputs(key: String, owner: String, payloads: [[UInt8]]) -> [[UInt8]]? {
+        var outputs: [[UInt8]] = []
+        outputs.reserveCapacity(payloads.count)
+        for payload in payloads {
+            guard let output = cache.get(ResultCache.key(key, owner, payload)) else { return nil }
+            outputs.append(output)
+        }
+        cacheHits.increment(by: outputs.count)
+        return outputs
+    }
+
     /// Queues accepted items for a servable version on a pool.
     ///
     /// `waitingFor` names an environment still being built: the items wait for it (see
@@ -372,9 +385,11 @@ public actor Dispatcher {
     public func attach(session id: Int, hello: PilotHello, outbound: PilotOutbound) {
         let now = Date()
         // A pilot reconnecting after a restart still has workers: their batches go to it at once.
-        sessions[id] = Session(
-            id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), loaded: Set(hello.resident), idleSince: now, lastHeard: now,
-            outbound: outbound)
+        sessions.insert(
+            Session(
+                id: id, hello: hello, connectedAt: now, slots: max(1, hello.slots), loaded: Set(hello.resident), idleSince: now,
+                lastHeard: now,
+                outbound: outbound))
         logger.info(
             "pilot connected",
             metadata: [
@@ -397,7 +412,7 @@ public actor Dispatcher {
 
     /// A pilot's connection ended: what it held goes back to the queue (or fails after retries).
     public func detach(_ sessionID: Int, reason: String) async {
-        guard let session = sessions.removeValue(forKey: sessionID) else { return }
+        guard let session = sessions.remove(sessionID) else { return }
         session.outbound.finish()
         for (k, v) in failedLoads { failedLoads[k] = v.filter { $0.key != sessionID } }
         let held = session.inFlight
@@ -421,7 +436,7 @@ public actor Dispatcher {
     /// Asks a job's pilots to stop taking work and leave.
     public func drain(jobID: UInt32, reason: String) {
         for (id, s) in sessions where s.hello.jobID == jobID && !s.draining {
-            sessions[id]!.draining = true
+            sessions.update(id) { $0.draining = true }
             s.outbound.yield(.drain(reason: reason))
             logger.info("draining pilot", metadata: ["slurm.job_id": "\(jobID)", "reason": "\(reason)"])
         }
@@ -431,12 +446,12 @@ public actor Dispatcher {
     /// pilot sent something the service did not ask for (the session is then dropped).
     public func received(_ frame: PilotFrame, from sessionID: Int) async -> String? {
         guard sessions[sessionID] != nil else { return nil }
-        sessions[sessionID]!.lastHeard = Date()
+        sessions.update(sessionID) { $0.lastHeard = Date() }
         switch frame {
         case .results(let results):
             await complete(results, from: sessionID)
         case .loaded(let key, let error, let log):
-            guard sessions[sessionID]!.loading.remove(key) != nil else {
+            guard let asked = sessions.update(sessionID, { $0.loading.remove(key) }), asked != nil else {
                 return "loaded \(key), which the service never asked it to load"
             }
             recordLoadLog(key, error: error, log: log, sessionID: sessionID)
@@ -444,18 +459,20 @@ public actor Dispatcher {
                 failedLoads[key, default: [:]][sessionID] = error
                 await failUnloadable(key, error: error, jobID: sessions[sessionID]!.hello.jobID)
             } else {
-                sessions[sessionID]!.loaded.insert(key)
+                sessions.load(key, on: sessionID)
             }
         case .unload(let key):
-            sessions[sessionID]!.loaded.remove(key)
+            sessions.unload(key, on: sessionID)
         case .heartbeat(let status):
-            sessions[sessionID]!.status = status
+            sessions.update(sessionID) { $0.status = status }
         case .credit(let slots):
-            sessions[sessionID]!.slots = min(max(0, slots), max(1, sessions[sessionID]!.hello.slots))
-            if slots == 0 { sessions[sessionID]!.draining = true }
+            sessions.update(sessionID) {
+                $0.slots = min(max(0, slots), max(1, $0.hello.slots))
+                if slots == 0 { $0.draining = true }
+            }
         case .bye(let reason, let returned):
             let session = sessions[sessionID]!
-            let back = returned.compactMap { sessions[sessionID]!.inFlight.removeValue(forKey: $0) }
+            let back = returned.compactMap { id in sessions.update(sessionID) { $0.inFlight.removeValue(forKey: id) } ?? nil }
             if !back.isEmpty {
                 // Handed back unstarted: not a failed attempt.
                 for b in back {
@@ -476,11 +493,11 @@ public actor Dispatcher {
     }
 
     func complete(_ results: BatchResults, from sessionID: Int) async {
-        guard let batch = sessions[sessionID]?.inFlight.removeValue(forKey: results.batchID) else {
+        guard let batch = sessions.update(sessionID, { $0.inFlight.removeValue(forKey: results.batchID) }) ?? nil else {
             logger.debug("ignoring results for a batch this pilot does not hold", metadata: ["batch": "\(results.batchID)"])
             return
         }
-        if sessions[sessionID]!.inFlight.isEmpty { sessions[sessionID]!.idleSince = Date() }
+        sessions.update(sessionID) { if $0.inFlight.isEmpty { $0.idleSince = Date() } }
         landed(batch.items)
         if !results.log.isEmpty, let owner = batch.servableOwner, batch.items.allSatisfy({ $0.owner == owner }) {
             let session = sessions[sessionID]!
@@ -606,9 +623,9 @@ public actor Dispatcher {
             dispatched = false
             for key in planner.ready {
                 guard let q = planner.queues[key] else { continue }
-                let ready = sessions.values.filter {
-                    $0.hello.pool == q.pool && !$0.draining && $0.loaded.contains(key) && $0.slots > $0.busy
-                        && failedLoads[key]?[$0.id] == nil
+                // Only the pilots holding this servable (the index), not every pilot.
+                let ready = sessions.holding(key).filter {
+                    $0.hello.pool == q.pool && !$0.draining && $0.slots > $0.busy && failedLoads[key]?[$0.id] == nil
                 }
                 guard let target = ready.max(by: { ($0.slots - $0.busy, $1.id) < ($1.slots - $1.busy, $0.id) }) else { continue }
                 let free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
@@ -627,13 +644,13 @@ public actor Dispatcher {
             // instead of filling one pilot until it evicts (found with 500 servables on 3 pilots).
             let free = candidates.filter { !$0.loaded.contains(key) && $0.slots > $0.busy }
             if let next = free.min(by: { ($0.loaded.count + $0.loading.count, $0.id) < ($1.loaded.count + $1.loading.count, $1.id) }) {
-                sessions[next.id]!.loading.insert(key)
+                sessions.update(next.id) { _ = $0.loading.insert(key) }
                 next.outbound.yield(.load(q.spec))
             }
         }
         let needed = Set(sessions.values.flatMap { $0.inFlight.values.map(\.key) + Array($0.loading) })
         planner.dropEmpty(keeping: needed)
-        let shown = Set(planner.queues.keys).union(sessions.values.flatMap(\.loaded)).union(needed)
+        let shown = Set(planner.queues.keys).union(sessions.loadedKeys).union(needed)
         if labels.count > shown.count * 2 + 100 { labels = labels.filter { shown.contains($0.key) } }
         updateGauge()
     }
@@ -644,9 +661,10 @@ public actor Dispatcher {
         let now = Date()
         // The pilot may run each item alone after a failure, each with the servable's timeout.
         let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
-        sessions[sid]!.inFlight[batchID] = InFlight(
+        let flight = InFlight(
             key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
             servableOwner: q.metadata.owner, servable: Self.servableLabel(q.metadata))
+        sessions.update(sid) { $0.inFlight[batchID] = flight }
         sessions[sid]!.outbound.yield(
             .batch(
                 Batch(
@@ -668,7 +686,7 @@ public actor Dispatcher {
         for (sid, session) in sessions {
             let overdue = session.inFlight.filter { $0.value.deadline < now }
             guard !overdue.isEmpty else { continue }
-            for id in overdue.keys { sessions[sid]?.inFlight.removeValue(forKey: id) }
+            sessions.update(sid) { for id in overdue.keys { $0.inFlight.removeValue(forKey: id) } }
             for b in overdue.values { landed(b.items) }
             batchesTakenBack.increment(by: overdue.count)
             logger.warning(
@@ -676,7 +694,7 @@ public actor Dispatcher {
                 metadata: ["slurm.job_id": "\(session.hello.jobID)", "batches": "\(overdue.count)"])
             // A pilot that sits on work is not given more: it is drained, and the manager replaces it.
             if !session.draining {
-                sessions[sid]?.draining = true
+                sessions.update(sid) { $0.draining = true }
                 session.outbound.yield(.drain(reason: "a batch was held past its deadline"))
             }
             await requeue(Array(overdue.values), lostJob: session.hello.jobID, node: session.hello.node)
@@ -710,8 +728,8 @@ public actor Dispatcher {
         let marker = "/" + id + "/"
         for (key, interpreter) in interpreters where interpreter.contains(marker) {
             planner.hold(key, for: id)
-            for (sid, session) in sessions where session.loaded.contains(key) {
-                sessions[sid]!.loaded.remove(key)
+            for session in sessions.holding(key) {
+                sessions.unload(key, on: session.id)
                 session.outbound.yield(.unload(key: key))
             }
         }

@@ -113,6 +113,16 @@ public final class Runner: Sendable {
         @Sendable func items(_ itemIDs: [UInt64]) -> [Dispatcher.QueuedItem] {
             zip(itemIDs, payloads).map { Dispatcher.QueuedItem(id: $0, taskID: taskID, owner: owner, payload: $1, cacheable: cached) }
         }
+        if live, cached, let outputs = dispatcher.cachedOutputs(key: key, owner: owner, payloads: payloads) {
+            // Every input answered by the cache: no dispatcher, no pilot, no disk.
+            var entry = LiveTasks.Entry(
+                id: taskID, owner: owner, servable: servable, digest: record.digest, pool: pool.name, single: single,
+                parameters: parameterBytes, itemIDs: Array(1...UInt64(outputs.count)), inputs: [])
+            entry.outcomes = outputs.map { .output($0) }
+            entry.remaining = 0
+            entry.finished = Date().timeIntervalSince1970
+            return Accepted(taskID: taskID, pool: pool.name, live: true, answered: entry)
+        }
         if live {
             // Answered from memory if it finishes within the wait; stored only if it does not.
             // Reserved, queued and waited for in one call to the dispatcher.
