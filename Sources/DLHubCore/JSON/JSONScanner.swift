@@ -57,32 +57,22 @@ public struct JSONScanner {
     public mutating func objectMembers() -> [(key: [UInt8], value: Range<Int>)]? {
         skipSpace()
         guard position < bytes.count, bytes[position] == UInt8(ascii: "{") else { return nil }
-        position += 1
         var members: [(key: [UInt8], value: Range<Int>)] = []
-        skipSpace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-            position += 1
-            return members
-        }
-        while true {
-            skipSpace()
-            guard let key = string() else { return nil }
-            skipSpace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
-            position += 1
-            skipSpace()
-            guard let range = value() else { return nil }
-            members.append((key, range))
-            skipSpace()
-            guard position < bytes.count else { return nil }
-            if bytes[position] == UInt8(ascii: ",") {
-                position += 1
-                continue
-            }
-            guard bytes[position] == UInt8(ascii: "}") else { return nil }
-            position += 1
-            return members
-        }
+        var keysOK = true
+        let bytes = self.bytes
+        guard
+            walkObject({ key, value in
+                let raw = bytes[(key.lowerBound + 1)..<(key.upperBound - 1)]
+                if !raw.contains(UInt8(ascii: "\\")) {
+                    members.append((Array(raw), value))
+                } else if case .string(let s)? = try? JSONValue.parse(bytes[key]) {
+                    members.append((Array(s.utf8), value))
+                } else {
+                    keysOK = false
+                }
+            }), keysOK
+        else { return nil }
+        return members
     }
 
     /// The byte ranges of the elements of the array at `range` (which must hold one array).
@@ -90,25 +80,9 @@ public struct JSONScanner {
         var s = JSONScanner(bytes)
         s.position = range.lowerBound
         guard s.position < range.upperBound, bytes[s.position] == UInt8(ascii: "[") else { return nil }
-        s.position += 1
         var elements: [Range<Int>] = []
-        s.skipSpace()
-        if s.position < bytes.count, bytes[s.position] == UInt8(ascii: "]") {
-            return s.position + 1 == range.upperBound ? elements : nil
-        }
-        while true {
-            s.skipSpace()
-            guard let element = s.value() else { return nil }
-            elements.append(element)
-            s.skipSpace()
-            guard s.position < range.upperBound else { return nil }
-            if bytes[s.position] == UInt8(ascii: ",") {
-                s.position += 1
-                continue
-            }
-            guard bytes[s.position] == UInt8(ascii: "]"), s.position + 1 == range.upperBound else { return nil }
-            return elements
-        }
+        guard s.walkArray({ elements.append($0) }), s.position == range.upperBound else { return nil }
+        return elements
     }
 
     /// Moves over one value; its byte range, or nil when it is not well-formed JSON.
@@ -119,11 +93,11 @@ public struct JSONScanner {
         case UInt8(ascii: "{"):
             depth += 1
             defer { depth -= 1 }
-            guard depth < 512, objectMembersSkipping() else { return nil }
+            guard depth < 512, walkObject({ _, _ in }) else { return nil }
         case UInt8(ascii: "["):
             depth += 1
             defer { depth -= 1 }
-            guard depth < 512, arraySkipping() else { return nil }
+            guard depth < 512, walkArray({ _ in }) else { return nil }
         case UInt8(ascii: "\""):
             guard skipString() else { return nil }
         case UInt8(ascii: "t"):
@@ -149,63 +123,54 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func objectMembersSkipping() -> Bool {
+    /// Moves over the object at `position` (at its `{`), giving each key's range (quotes
+    /// included) and its value's range; false when it is not well-formed.
+    private mutating func walkObject(_ member: (Range<Int>, Range<Int>) -> Void) -> Bool {
+        walkList(close: UInt8(ascii: "}")) { s in
+            let key = s.position
+            guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: "\""), s.skipString() else { return false }
+            let keyRange = key..<s.position
+            s.skipSpace()
+            guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: ":") else { return false }
+            s.position += 1
+            s.skipSpace()
+            guard let value = s.value() else { return false }
+            member(keyRange, value)
+            return true
+        }
+    }
+
+    /// Moves over the array at `position` (at its `[`), giving each element's range.
+    private mutating func walkArray(_ element: (Range<Int>) -> Void) -> Bool {
+        walkList(close: UInt8(ascii: "]")) { s in
+            guard let range = s.value() else { return false }
+            element(range)
+            return true
+        }
+    }
+
+    /// An object's or array's entries between the opening byte at `position` and `close`,
+    /// separated by commas, each read by `entry`.
+    private mutating func walkList(close: UInt8, _ entry: (inout JSONScanner) -> Bool) -> Bool {
         position += 1
         skipSpace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+        if position < bytes.count, bytes[position] == close {
             position += 1
             return true
         }
         while true {
             skipSpace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), skipString() else { return false }
-            skipSpace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return false }
-            position += 1
-            skipSpace()
-            guard value() != nil else { return false }
+            guard entry(&self) else { return false }
             skipSpace()
             guard position < bytes.count else { return false }
             if bytes[position] == UInt8(ascii: ",") {
                 position += 1
                 continue
             }
-            guard bytes[position] == UInt8(ascii: "}") else { return false }
+            guard bytes[position] == close else { return false }
             position += 1
             return true
         }
-    }
-
-    private mutating func arraySkipping() -> Bool {
-        position += 1
-        skipSpace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
-            position += 1
-            return true
-        }
-        while true {
-            skipSpace()
-            guard value() != nil else { return false }
-            skipSpace()
-            guard position < bytes.count else { return false }
-            if bytes[position] == UInt8(ascii: ",") {
-                position += 1
-                continue
-            }
-            guard bytes[position] == UInt8(ascii: "]") else { return false }
-            position += 1
-            return true
-        }
-    }
-
-    /// A string's bytes with escapes resolved (keys are short); nil when it is not well-formed.
-    private mutating func string() -> [UInt8]? {
-        let start = position
-        guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), skipString() else { return nil }
-        let raw = bytes[(start + 1)..<(position - 1)]
-        if !raw.contains(UInt8(ascii: "\\")) { return Array(raw) }
-        guard case .string(let s)? = try? JSONValue.parse(bytes[start..<position]) else { return nil }
-        return Array(s.utf8)
     }
 
     /// Moves over a string, checking its escapes (as `JSONValue.parse` does: no control
@@ -247,10 +212,17 @@ public struct JSONScanner {
     }
 
     private mutating func hex4() -> UInt32? {
-        guard position + 4 < bytes.count else { return nil }
+        guard let v = Self.hex4(bytes, after: position) else { return nil }
+        position += 4
+        return v
+    }
+
+    /// The four hex digits after `offset` (the `u` of a `\u` escape), as a number.
+    static func hex4(_ bytes: [UInt8], after offset: Int) -> UInt32? {
+        guard offset + 4 < bytes.count else { return nil }
         var v: UInt32 = 0
         for k in 1...4 {
-            let c = bytes[position + k]
+            let c = bytes[offset + k]
             let d: UInt32
             switch c {
             case 48...57: d = UInt32(c - 48)
@@ -260,7 +232,6 @@ public struct JSONScanner {
             }
             v = v << 4 | d
         }
-        position += 4
         return v
     }
 

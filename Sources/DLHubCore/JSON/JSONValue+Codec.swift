@@ -251,19 +251,7 @@ struct JSONParser {
     }
 
     mutating func hex4() throws(JSONParseError) -> UInt32 {
-        guard i + 4 < bytes.count else { throw fail("short unicode escape") }
-        var v: UInt32 = 0
-        for k in 1...4 {
-            let c = bytes[i + k]
-            let d: UInt32
-            switch c {
-            case 48...57: d = UInt32(c - 48)
-            case 65...70: d = UInt32(c - 55)
-            case 97...102: d = UInt32(c - 87)
-            default: throw fail("bad hex digit in unicode escape")
-            }
-            v = v << 4 | d
-        }
+        guard let v = JSONScanner.hex4(bytes, after: i) else { throw fail("bad or short unicode escape") }
         i += 4
         return v
     }
