@@ -60,11 +60,12 @@ public struct Authenticator: Sendable {
 
     public func authenticate(authorization: String?, allowToken: Bool = true) async throws(DLHubError) -> Caller {
         // Trimmed only when it needs to be (the common header does not).
-        let untrimmed = authorization.map { $0.first?.isWhitespace == false && $0.last?.isWhitespace == false }
-        guard let header = untrimmed == true ? authorization : authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty
-        else {
-            throw DLHubError(.unauthenticated, "this request needs credentials: \(Self.howTo)")
-        }
+        let header =
+            authorization.map {
+                $0.first?.isWhitespace == false && $0.last?.isWhitespace == false ? $0 : $0.trimmingCharacters(in: .whitespaces)
+            }
+            ?? ""
+        guard !header.isEmpty else { throw DLHubError(.unauthenticated, "this request needs credentials: \(Self.howTo)") }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { throw DLHubError(.unauthenticated, "the Authorization header is malformed: \(Self.howTo)") }
         switch parts[0].lowercased() {

@@ -20,7 +20,7 @@ struct ServingRoutes: Sendable {
             let wait = try Self.waitSeconds(request.uri.queryParameters.get("wait"))
             let body = try await request.body.collect(upTo: maxRequestBytes)
             // Waiting callers are answered from memory; a task id is handed out only once it is stored.
-            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, live: wait > 0, wait: wait)
+            let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, wait: wait)
             if accepted.live {
                 if let answered = accepted.answered { return Self.response(answered) }
                 if let answered = try await runner.dispatcher.persistLive(accepted.taskID) { return Self.response(answered) }

@@ -39,12 +39,13 @@ public final class Runner: Sendable {
 
     /// Validates a run request against the servable's declared input type and queues it.
     ///
-    /// `live`: the caller will wait for the answer, so the task is kept in memory and written to
-    /// the store only if the wait runs out (`Dispatcher.persistLive`); otherwise it is durable
-    /// before this returns.
+    /// `wait` > 0: the caller waits that many seconds for the answer, so the task is kept in
+    /// memory and written to the store only if the wait runs out (`Dispatcher.persistLive`);
+    /// otherwise it is durable before this returns.
     public func accept(
-        _ reference: ServableReference, body: [UInt8], caller: Caller, live: Bool = false, wait: Double = 0
+        _ reference: ServableReference, body: [UInt8], caller: Caller, wait: Double = 0
     ) async throws(DLHubError) -> Accepted {
+        let live = wait > 0
         let record = try await catalog.resolve(reference, caller: caller)
         if let w = record.withdrawal {
             throw DLHubError(
