@@ -32,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // Property tests: many cases from a seed, shrunk to the smallest failing one.
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // C stays at the edge: module maps and shim headers only.
@@ -122,7 +124,10 @@ let package = Package(
 
         .testTarget(
             name: "DLHubCoreTests",
-            dependencies: ["DLHubCore", "DLHubTesting", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "DLHubCore", "DLHubTesting", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubPilot", "DLHubTesting"], swiftSettings: swiftSettings),
@@ -131,6 +136,7 @@ let package = Package(
             dependencies: [
                 "DLHubService", "DLHubTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -151,7 +151,20 @@ public struct DLHubServer: Sendable {
         let logger = self.logger
         let serviceID = authenticator.serviceID
         // A connection that sends no request (or only part of its headers) is closed after this.
-        let http: HTTPServerBuilder = .http1(configuration: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))))
+        // Never above what the descriptor limit leaves: a process whose table is full is ended
+        // by libdispatch (its thread-pool monitor traps when it cannot open /proc/self/task/...).
+        let ceiling = ConnectionLimiter.defaultTotal(descriptorLimit: DescriptorLimit.current)
+        if let wanted = configuration.httpMaxConnections, wanted > ceiling {
+            logger.warning(
+                "http_max_connections is above what the descriptor limit allows; using the lower figure",
+                metadata: ["http.max_connections": "\(wanted)", "http.limit": "\(ceiling)", "nofile": "\(DescriptorLimit.current)"])
+        }
+        let limiter = ConnectionLimiter(
+            perPeer: configuration.httpMaxConnectionsPerPeer, total: min(configuration.httpMaxConnections ?? ceiling, ceiling),
+            logger: logger)
+        let http: HTTPServerBuilder = .http1(
+            configuration: .init(
+                additionalChannelHandlers: [limiter.handler()], idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))))
         let scheme = tls == nil ? "http" : "https"
         let advertisedURL = self.advertisedURL
         if let publicURL = configuration.publicURL { advertisedURL.value = publicURL }

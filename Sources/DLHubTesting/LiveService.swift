@@ -15,7 +15,11 @@ public final class LiveService: @unchecked Sendable {
     ///
     /// `config` is written as its configuration file; unless it names one, the worker Python is
     /// the default worker environment (`TestInstall.workerPython`).
-    public init(directory: TemporaryDirectory? = nil, config: JSONValue? = nil, environment: [String: String] = [:]) throws {
+    /// `descriptorLimit` starts it with that many descriptors at most (soft and hard), as a
+    /// node whose limits are tight would.
+    public init(
+        directory: TemporaryDirectory? = nil, config: JSONValue? = nil, environment: [String: String] = [:], descriptorLimit: Int? = nil
+    ) throws {
         try TestInstall.require()
         self.directory = try directory ?? TemporaryDirectory("dlhub-e2e")
         try TestInstall.handToServiceAccount(self.directory.path)
@@ -52,9 +56,12 @@ public final class LiveService: @unchecked Sendable {
         for (k, v) in NetworkEnvironment.passedThrough(ProcessInfo.processInfo.environment) { env[k] = v }
         for (k, v) in environment { env[k] = v }
         process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let prefix = descriptorLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", "--"] } ?? []
+        process.executableURL = URL(fileURLWithPath: prefix.first ?? "/usr/bin/setpriv")
         process.arguments =
-            ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "/usr/bin/env", "-i"]
+            Array(prefix.dropFirst()) + (prefix.isEmpty ? [] : ["/usr/bin/setpriv"]) + [
+                "--reuid=\(user)", "--regid=\(user)", "--init-groups", "/usr/bin/env", "-i",
+            ]
             + env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [try TestInstall.executable("dlhubd")] + args
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!

@@ -81,6 +81,8 @@ struct DLHubDaemon: AsyncParsableCommand {
             logger.warning("running as root because --allow-root was given: pilots and every servable's code run as root too")
         }
 
+        let descriptors = DescriptorLimit.raiseToHardLimit()
+        logger.info("descriptor limit", metadata: ["nofile.before": "\(descriptors.before)", "nofile": "\(descriptors.now)"])
         let server: DLHubServer
         do throws(DLHubError) {
             var settings = try ServiceConfiguration.load(file: config, environment: ProcessInfo.processInfo.environment)

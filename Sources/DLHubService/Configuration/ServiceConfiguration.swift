@@ -32,6 +32,11 @@ public struct ServiceConfiguration: Sendable {
     public var pilotFrameBytes = 64 * 1024 * 1024
     /// An HTTP connection that sends no request for this long (or stalls in its headers) is closed.
     public var httpIdleTimeoutSeconds: Int = 60
+    /// Open HTTP connections one peer address may hold; more are closed at once (a login node's
+    /// users share its address, so the default is generous).
+    public var httpMaxConnectionsPerPeer: Int = 1024
+    /// Open HTTP connections at most, from everyone; nil: derived from the descriptor limit at start.
+    public var httpMaxConnections: Int?
     public var pools: [PoolConfiguration] = []
     /// Whether an accepted task survives a power loss too (`task_store_synchronous: full`), not only
     /// a crash of dlhubd (`normal`, the default): an fsync per commit.
@@ -156,6 +161,8 @@ public struct ServiceConfiguration: Sendable {
             case "max_path_depth": archiveLimits.depth = max(1, try int())
             case "token_ttl_seconds": tokenLifetimeSeconds = try int()
             case "http_idle_timeout_seconds": httpIdleTimeoutSeconds = max(1, try int())
+            case "http_max_connections_per_peer": httpMaxConnectionsPerPeer = max(1, try int())
+            case "http_max_connections": httpMaxConnections = max(1, try int())
             case "max_queued_items_per_user": dispatch.queuedItemsPerUser = max(1, try int())
             case "max_queued_bytes_per_user": dispatch.queuedBytesPerUser = Int64(max(1, try int()))
             case "max_batch_bytes": dispatch.batchBytes = max(1024, try int())

@@ -2,6 +2,7 @@ import DLHubCluster
 import DLHubCore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -30,7 +31,8 @@ public final class PilotListener: Service, @unchecked Sendable {
         public var handshakeSeconds: Double = 5
         /// Largest handshake frame.
         public var handshakeBytes = 16 * 1024
-        /// Connections allowed to be in their handshake at once; more are closed at once.
+        /// Connections allowed to wait for their hello at once; a newcomer pushes out the one
+        /// that waited longest. As many again may be having their credential checked.
         public var strangers = 64
         /// Largest frame once authenticated.
         public var frameBytes = PilotFrame.maximumLength
@@ -46,7 +48,24 @@ public final class PilotListener: Service, @unchecked Sendable {
     let logger: Logger
     private let boundPort = LockedBox<Int?>(nil)
     private let bound = AsyncStream<Int>.makeStream()
-    private let strangers = LockedBox(0)
+    /// Connections still in their handshake, and their channels (to close one pushed out).
+    private let strangers: LockedBox<Strangers>
+    struct Strangers: Sendable {
+        var table: StrangerTable<ObjectIdentifier>
+        var channels: [ObjectIdentifier: any Channel] = [:]
+    }
+    let droppedStrangers = Counter(label: "dlhub_pilot_strangers_dropped_total")
+    /// When a drop was last logged: a flood is logged once a second, not once per connection.
+    private let lastDropLog = LockedBox<UInt64>(0)
+
+    func shouldLogDrop() -> Bool {
+        let now = DispatchTime.now().uptimeNanoseconds
+        return lastDropLog.update { last in
+            guard now &- last > 1_000_000_000 else { return false }
+            last = now
+            return true
+        }
+    }
     private let connected = LockedBox<Set<String>>([])
     /// Every open pilot connection, closed when the service stops (a pilot kept for the next
     /// start would otherwise hold its connection, and the stop, open).
@@ -63,6 +82,7 @@ public final class PilotListener: Service, @unchecked Sendable {
         self.limits = limits
         self.logger = logger
         self.job = job
+        strangers = LockedBox(Strangers(table: StrangerTable(silentLimit: limits.strangers, provingLimit: limits.strangers)))
     }
 
     /// The port the listener bound (waits until it has).
@@ -108,30 +128,52 @@ public final class PilotListener: Service, @unchecked Sendable {
 
     func serve(_ connection: NIOAsyncChannel<PilotFrame, PilotFrame>) async {
         let remote = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
-        let admitted = strangers.update { n -> Bool in
-            guard n < limits.strangers else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else {
-            logger.warning("pilot connection dropped: too many connections in their handshake", metadata: ["remote": "\(remote)"])
-            connection.channel.close(promise: nil)
-            return
-        }
-        var stillStranger = true
-        defer { if stillStranger { strangers.update { $0 -= 1 } } }
-        // A stranger that does not finish its handshake in time is cut off.
         let channel = connection.channel
-        open.update { $0[ObjectIdentifier(channel)] = channel }
-        defer { open.update { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+        let id = ObjectIdentifier(channel)
+        // A newcomer pushes out the stranger that has waited longest without a hello.
+        let evicted = strangers.update { table -> [any Channel] in
+            let out = table.table.arrive(id).compactMap { table.channels.removeValue(forKey: $0) }
+            table.channels[id] = channel
+            return out
+        }
+        for old in evicted { old.close(promise: nil) }
+        if !evicted.isEmpty {
+            droppedStrangers.increment(by: evicted.count)
+            if shouldLogDrop() {
+                logger.warning(
+                    "pilot connection dropped: too many connections without a hello; the oldest silent ones make room",
+                    metadata: ["remote": "\(remote)", "dropped": "\(evicted.count)"])
+            }
+        }
+        var stranger = true
+        func leave() {
+            guard stranger else { return }
+            stranger = false
+            strangers.update { table in
+                table.table.leave(id)
+                table.channels.removeValue(forKey: id)
+            }
+        }
+        defer { leave() }
+        open.update { $0[id] = channel }
+        defer { open.update { $0.removeValue(forKey: id) } }
+        // A stranger that does not finish its handshake in time is cut off.
         let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.handshakeSeconds * 1000))) {
             channel.close(promise: nil)
         }
+        defer { deadline.cancel() }
         do {
+            // Every connection goes through executeThenClose, even one refused at once: its
+            // writer must be finished (an NIOAsyncChannel dropped without it ends the process).
             try await connection.executeThenClose { inbound, writer in
                 var iterator = inbound.makeAsyncIterator()
                 guard case .hello(let hello)? = try await iterator.next() else {
-                    logger.warning("pilot connection without hello", metadata: ["remote": "\(remote)"])
+                    logger.debug("pilot connection without hello", metadata: ["remote": "\(remote)"])
+                    return
+                }
+                let proving = strangers.update { table -> Bool in table.table.heardHello(id) }
+                guard proving else {
+                    logger.warning("pilot refused: too many connections proving themselves at once", metadata: ["remote": "\(remote)"])
                     return
                 }
                 guard let job = await admit(hello, remote: remote) else {
@@ -173,8 +215,7 @@ public final class PilotListener: Service, @unchecked Sendable {
                     return
                 }
                 deadline.cancel()
-                strangers.update { $0 -= 1 }
-                stillStranger = false
+                leave()
                 await relay(session: session, hello: hello, inbound: &iterator, channel: channel)
             }
         } catch {
