@@ -38,6 +38,8 @@ let package = Package(
     targets: [
         // C stays at the edge: module maps and shim headers only.
         .systemLibrary(name: "CSlurm", path: "Sources/CSlurm"),
+        // glibc's posix_spawn close-from and chdir file actions (declared only under _GNU_SOURCE).
+        .systemLibrary(name: "CSpawn", path: "Sources/CSpawn"),
         .systemLibrary(name: "CMunge", path: "Sources/CMunge", pkgConfig: "munge"),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive"),
 
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "DLHubCluster",
             dependencies: [
-                "CSlurm", "CMunge", "DLHubCore",
+                "CSlurm", "CMunge", "CSpawn", "DLHubCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -130,7 +132,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "DLHubClusterTests", dependencies: ["DLHubCluster", "DLHubPilot", "DLHubTesting"], swiftSettings: swiftSettings),
+            name: "DLHubClusterTests",
+            dependencies: [
+                "DLHubCluster", "DLHubPilot", "DLHubTesting", .product(name: "PropertyBased", package: "swift-property-based"),
+            ], swiftSettings: swiftSettings),
         .testTarget(
             name: "DLHubServiceTests",
             dependencies: [

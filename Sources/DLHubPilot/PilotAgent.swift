@@ -17,6 +17,8 @@ public actor PilotAgent {
         public var isolation: IsolationMode = .bubblewrap
         public var bubblewrap = "bwrap"
         public var readOnlyPaths: [String] = []
+        /// Paths no sandbox may bind whatever a file says (the service's state directory).
+        public var neverBound: [String] = []
         public var containerCommand = ApptainerCommand.defaultTemplate
         public var workerTmpMB = 1024
         public var workerNetwork = false
@@ -36,6 +38,7 @@ public actor PilotAgent {
             l.isolation = isolation
             l.bubblewrap = bubblewrap
             l.readOnlyPaths = readOnlyPaths
+            l.neverBound = neverBound
             l.containerCommand = containerCommand
             l.workerTmpMB = workerTmpMB
             l.workerNetwork = workerNetwork

@@ -1,3 +1,4 @@
+import DLHubCluster
 import DLHubCore
 import Foundation
 import Glibc
@@ -6,10 +7,8 @@ import Glibc
 /// stdin/stdout (docs/worker-protocol.md). All calls block; the pilot runs them on a dedicated
 /// queue per worker, never on the concurrency pool.
 final class WorkerProcess: @unchecked Sendable {
-    let process = Process()
-    let stdinPipe = Pipe()
-    let stdoutPipe = Pipe()
-    let stderrPipe = Pipe()
+    /// Started with explicit file actions: it holds descriptors 0, 1 and 2 and nothing else.
+    private var process: ChildProcess!
     private var buffer: [UInt8] = []
     private let stderrLog = StderrLog()
     let queue: DispatchQueue
@@ -52,22 +51,20 @@ final class WorkerProcess: @unchecked Sendable {
         scratch = launch.scratch
         self.id = id
         self.gpus = gpus
-        process.executableURL = URL(fileURLWithPath: launch.command[0])
-        process.arguments = Array(launch.command.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: launch.directory)
-        process.environment = launch.environment
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
         // From the spawn thread: the sandbox dies with the thread that started it (see SpawnThread).
-        let process = self.process
-        do { try SpawnThread.shared.sync { try process.run() } } catch {
+        do {
+            process = try SpawnThread.shared.sync {
+                try ChildProcess(
+                    executable: launch.command[0], arguments: Array(launch.command.dropFirst()), environment: launch.environment,
+                    directory: launch.directory)
+            }
+        } catch {
             try? FileManager.default.removeItem(atPath: scratch)
-            throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error.localizedDescription)")
+            throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error)")
         }
         // Stderr is read in the same loop as stdout: whatever a worker wrote there before its
         // reply is in hand when the reply is, so it is charged to the right batch.
-        let errFD = stderrPipe.fileHandleForReading.fileDescriptor
+        let errFD = process.stderr
         _ = fcntl(errFD, F_SETFL, fcntl(errFD, F_GETFL) | O_NONBLOCK)
         let line: [UInt8]
         do { line = try readLine(timeout: startTimeout) } catch {
@@ -94,7 +91,7 @@ final class WorkerProcess: @unchecked Sendable {
         _ = stderrLog.take()
         var line = request
         line.append(0x0A)
-        let fd = stdinPipe.fileHandleForWriting.fileDescriptor
+        let fd = process.stdin
         var offset = 0
         while offset < line.count {
             let n = line[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -110,8 +107,8 @@ final class WorkerProcess: @unchecked Sendable {
 
     private func readLine(timeout: Double) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(timeout)
-        let outFD = stdoutPipe.fileHandleForReading.fileDescriptor
-        let errFD = stderrPipe.fileHandleForReading.fileDescriptor
+        let outFD = process.stdout
+        let errFD = process.stderr
         var errOpen = true
         while true {
             if let newline = buffer.firstIndex(of: 0x0A) {
@@ -162,7 +159,7 @@ final class WorkerProcess: @unchecked Sendable {
 
     /// Collects the last of stderr after the worker ended (or for `until`).
     private func drainStderr(until deadline: Date) {
-        let fd = stderrPipe.fileHandleForReading.fileDescriptor
+        let fd = process.stderr
         while deadline.timeIntervalSinceNow > 0 {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, Int32(deadline.timeIntervalSinceNow * 1000) + 1) > 0 else { return }
@@ -174,22 +171,22 @@ final class WorkerProcess: @unchecked Sendable {
         if process.isRunning {
             // It closed its pipes but lives on: it will never answer again.
             usleep(100_000)
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if process.isRunning { process.send(SIGKILL) }
         }
-        process.waitUntilExit()
+        let status = process.wait()
         drainStderr(until: Date().addingTimeInterval(0.2))
         cleanUp()
-        return .exited(status: process.terminationStatus, stderr: stderrLog.lastLines())
+        return .exited(status: status, stderr: stderrLog.lastLines())
     }
 
     var isRunning: Bool { process.isRunning }
 
     func stop() {
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.send(SIGKILL)
+            process.wait()
         }
-        try? stdinPipe.fileHandleForWriting.close()
+        process.closeStdin()
         cleanUp()
     }
 

@@ -94,11 +94,13 @@ public struct DLHubServer: Sendable {
         let environment = ProcessInfo.processInfo.environment.filter {
             !$0.key.hasPrefix("SLURM_JOB") && !$0.key.hasPrefix("DLHUB_PILOT") && $0.key != "MUNGE_SOCKET"
         }.map { "\($0.key)=\($0.value)" }.sorted()
+        var sandbox = configuration.sandbox
+        sandbox.neverBound.append(configuration.stateDirectory)
         var settings = PilotManager.Settings(
             pools: configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools,
             script: try PilotScript(templatePath: files.template),
             pilotExecutable: files.pilot, workerScript: files.workerScript, python: configuration.python,
-            logDirectory: configuration.registryRoot + "/.pilot-logs", environment: environment, sandbox: configuration.sandbox)
+            logDirectory: configuration.registryRoot + "/.pilot-logs", environment: environment, sandbox: sandbox)
         settings.jobTable = configuration.stateDirectory + "/pilot-jobs.json"
         settings.serviceFile = settings.logDirectory + "/service-address"
         settings.reconnectGraceSeconds = configuration.pilotReconnectGraceSeconds

@@ -41,50 +41,74 @@ public enum TestEnvironments {
     }
 }
 
-/// A package index on loopback serving one tiny wheel made at test time, optionally slow, so
-/// environment builds can be watched (and fail) without the network.
+/// A package index on loopback serving tiny wheels made at test time, optionally slow, so
+/// environment builds can be watched (and fail, or be attacked) without the network.
 public final class LocalPackageIndex: @unchecked Sendable {
     public let process: Process
     public let url: String
     public let directory: TemporaryDirectory
 
-    /// Serves `dlhub-test-greeting` 1.0 (module `dlhub_test_greeting`, `greet(x)` returns
-    /// "hello, x"), answering each index page after `delay` seconds.
-    public init(delay: Double) throws {
+    /// A wheel to serve: its distribution name, version, and files (path inside the wheel ->
+    /// contents). The wheel's METADATA, WHEEL and RECORD are added.
+    public struct Wheel: Sendable {
+        public var name: String
+        public var version: String
+        public var files: [String: String]
+        public init(name: String, version: String, files: [String: String]) {
+            self.name = name
+            self.version = version
+            self.files = files
+        }
+
+        /// `dlhub-test-greeting` 1.0: module `dlhub_test_greeting`, `greet(x)` returns "hello, x".
+        public static let greeting = Wheel(
+            name: "dlhub-test-greeting", version: "1.0",
+            files: ["dlhub_test_greeting.py": "def greet(x):\n    return 'hello, ' + str(x)\n"])
+    }
+
+    /// Serves `wheels`, answering each index page after `delay` seconds.
+    public init(delay: Double, wheels: [Wheel] = [.greeting]) throws {
         directory = try TemporaryDirectory("dlhub-index")
+        let packages: JSONValue = .array(
+            wheels.map { ["name": .string($0.name), "version": .string($0.version), "files": .object($0.files.mapValues { .string($0) })] })
         let script = """
-            import hashlib, http.server, io, os, sys, time, zipfile, base64
-            root, delay = sys.argv[1], float(sys.argv[2])
-            name, version = "dlhub_test_greeting", "1.0"
-            files = {
-                name + ".py": b"def greet(x):\\n    return 'hello, ' + str(x)\\n",
-                f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\\nName: dlhub-test-greeting\\nVersion: {version}\\n".encode(),
-                f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: dlhub-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
-            }
+            import hashlib, http.server, io, json, os, sys, time, zipfile, base64
+            root, delay, packages = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
             def digest(data):
                 return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record = "".join(f"{p},{digest(d)},{len(d)}\\n" for p, d in files.items()) + f"{name}-{version}.dist-info/RECORD,,\\n"
-            files[f"{name}-{version}.dist-info/RECORD"] = record.encode()
-            wheel = f"{name}-{version}-py3-none-any.whl"
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w") as z:
-                for p, d in files.items():
-                    z.writestr(p, d)
-            data = buffer.getvalue()
-            sha = hashlib.sha256(data).hexdigest()
+            served = {}  # project -> (wheel file name, bytes, sha256)
+            for p in packages:
+                dist = p["name"].replace("-", "_")
+                version = p["version"]
+                info = f"{dist}-{version}.dist-info"
+                files = {k: v.encode() for k, v in p["files"].items()}
+                files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\\nName: {p['name']}\\nVersion: {version}\\n".encode()
+                files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: dlhub-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+                record = "".join(f"{k},{digest(d)},{len(d)}\\n" for k, d in files.items()) + f"{info}/RECORD,,\\n"
+                files[f"{info}/RECORD"] = record.encode()
+                wheel = f"{dist}-{version}-py3-none-any.whl"
+                buffer = io.BytesIO()
+                with zipfile.ZipFile(buffer, "w") as z:
+                    for k, d in files.items():
+                        z.writestr(k, d)
+                data = buffer.getvalue()
+                served[p["name"]] = (wheel, data, hashlib.sha256(data).hexdigest())
             class Handler(http.server.BaseHTTPRequestHandler):
                 def log_message(self, *args):
                     pass
                 def do_HEAD(self):
                     self.do_GET(head=True)
                 def do_GET(self, head=False):
-                    if self.path.rstrip("/") == "/simple/dlhub-test-greeting":
-                        time.sleep(delay)
-                        body = f'<html><body><a href="/files/{wheel}#sha256={sha}">{wheel}</a></body></html>'.encode()
-                        kind = "text/html"
-                    elif self.path == "/files/" + wheel:
-                        body, kind = data, "application/octet-stream"
-                    else:
+                    path = self.path.rstrip("/")
+                    body = None
+                    for project, (wheel, data, sha) in served.items():
+                        if path == "/simple/" + project:
+                            time.sleep(delay)
+                            body = f'<html><body><a href="/files/{wheel}#sha256={sha}">{wheel}</a></body></html>'.encode()
+                            kind = "text/html"
+                        elif self.path == "/files/" + wheel:
+                            body, kind = data, "application/octet-stream"
+                    if body is None:
                         self.send_response(404); self.end_headers(); return
                     self.send_response(200)
                     self.send_header("Content-Type", kind)
@@ -98,7 +122,7 @@ public final class LocalPackageIndex: @unchecked Sendable {
             """
         let server = Process()
         server.executableURL = URL(fileURLWithPath: TestInstall.workerPython)
-        server.arguments = ["-c", script, directory.path, String(delay)]
+        server.arguments = ["-c", script, directory.path, String(delay), String(decoding: packages.encoded(), as: UTF8.self)]
         let out = Pipe()
         server.standardOutput = out
         server.standardError = FileHandle.nullDevice

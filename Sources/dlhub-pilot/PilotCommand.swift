@@ -23,6 +23,8 @@ struct PilotCommand: AsyncParsableCommand {
     @Option(help: "The bubblewrap program.") var bubblewrap: String = "bwrap"
     @Option(name: .customLong("read-only"), help: "A directory workers may read (repeatable): site software trees.")
     var readOnly: [String] = []
+    @Option(name: .customLong("never-bind"), help: "A directory no worker may see whatever a file says (repeatable).")
+    var neverBind: [String] = []
     @Option(name: .customLong("container-command"), help: "One word of the Apptainer command template (repeatable, in order).")
     var containerCommand: [String] = []
     @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, in MB.") var workerTmpMB: Int = 1024
@@ -67,6 +69,7 @@ struct PilotCommand: AsyncParsableCommand {
         settings.isolation = mode
         settings.bubblewrap = bubblewrap
         settings.readOnlyPaths = readOnly
+        settings.neverBound = neverBind
         if !containerCommand.isEmpty { settings.containerCommand = containerCommand }
         settings.workerTmpMB = workerTmpMB
         settings.workerNetwork = workerNetwork

@@ -9,6 +9,7 @@ struct WorkerLauncher: Sendable {
         var bubblewrap = "bwrap"
         /// Site software trees workers may read.
         var readOnlyPaths: [String] = []
+        var neverBound: [String] = []
         var containerCommand = ApptainerCommand.defaultTemplate
         var workerTmpMB = 1024
         /// Whether this pilot's pool lets workers keep the network.
@@ -132,7 +133,7 @@ struct WorkerLauncher: Sendable {
             guard FileManager.default.isExecutableFile(atPath: interpreter) else {
                 throw WorkerProcess.Failure.protocolError("the Python interpreter \(interpreter) is missing on this node")
             }
-            readOnly += Self.interpreterPaths(interpreter)
+            readOnly += try Self.interpreterPaths(interpreter)
             path.insert((interpreter as NSString).deletingLastPathComponent, at: 0)
             program = .python(interpreter: interpreter, shim: settings.workerScript)
         }
@@ -147,8 +148,9 @@ struct WorkerLauncher: Sendable {
         for (k, v) in pinning.environment { environment[k] = v }
         let devices = pinning.deviceNodes.filter { FileManager.default.fileExists(atPath: $0) }
 
-        let forbidden = Self.forbiddenRoots(servableDirectory: spec.directory, pilotEnvironment: pilotEnvironment)
-        readOnly = readOnly.filter { candidate in !forbidden.contains { Self.overlaps(candidate, $0) } }
+        let forbidden =
+            Self.forbiddenRoots(servableDirectory: spec.directory, pilotEnvironment: pilotEnvironment) + settings.neverBound
+        readOnly = Self.bindable(readOnly, forbidden: forbidden)
         let scratch = try Self.makeScratch(in: settings.scratchRoot)
         let memoryMB = metadata.resources.memoryMB > 0 ? metadata.resources.memoryMB : settings.memoryMB
         let sandbox = WorkerSandbox(
@@ -189,23 +191,58 @@ struct WorkerLauncher: Sendable {
     }
 
     /// Directories an interpreter needs: its virtual environment and the Python it was made from.
-    static func interpreterPaths(_ interpreter: String) -> [String] {
+    ///
+    /// Decided from the interpreter itself (the file its links end at), never from `pyvenv.cfg`,
+    /// which a package's data files could have written (`home = /proc/1` bound the node's /proc
+    /// into workers). An environment the service built carries `dlhub-environment.json`, written
+    /// after its install; its `bin/python` must still lead to the Python it names.
+    static func interpreterPaths(_ interpreter: String) throws -> [String] {
         let bin = (interpreter as NSString).deletingLastPathComponent
         let prefix = (bin as NSString).deletingLastPathComponent
+        let real = realPath(interpreter)
         var out: [String] = []
-        if let cfg = try? String(contentsOfFile: prefix + "/pyvenv.cfg", encoding: .utf8) {
-            out.append(prefix)
-            for line in cfg.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if parts.count == 2, parts[0] == "home" {
-                    out.append((parts[1] as NSString).deletingLastPathComponent)
-                }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: prefix + "/pyvenv.cfg") { out.append(prefix) }
+        if let data = fm.contents(atPath: prefix + "/dlhub-environment.json"), let manifest = try? JSONValue.parse(Array(data)) {
+            let built = manifest["python_real"]?.stringValue ?? manifest["python"]?.stringValue.map(realPath) ?? ""
+            guard real == built else {
+                throw WorkerProcess.Failure.protocolError(
+                    "the environment \(prefix) was changed after the service built it: its bin/python leads to \(real), not to \(built) it was built from. Ask the site admin to remove it (the service builds it again)"
+                )
             }
-        } else {
-            let real = (interpreter as NSString).resolvingSymlinksInPath
-            out.append(((real as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent)
         }
+        out.append(((real as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent)
         return out.filter { $0 != "/" && $0 != "/usr" && !$0.hasPrefix("/usr/") }
+    }
+
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Bound into no sandbox whatever a file, a module or a setting says: the kernel's and the
+    /// node's shared trees (a path inside `/tmp` or `/home` may be bound, never the directory
+    /// itself or anything holding it).
+    static let neverBound = ["/proc", "/sys", "/dev", "/run", "/var/run", "/tmp", "/var/tmp", "/home", "/root", "/etc", "/boot"]
+    /// Of these, nothing inside may be bound either.
+    static let neverBoundInside: Set<String> = ["/proc", "/sys", "/dev", "/run", "/var/run", "/boot"]
+
+    /// The read-only paths that may be bound: absolute, and neither holding nor inside a
+    /// forbidden root, nor holding one of `neverBound` or inside the kernel's trees.
+    static func bindable(_ paths: [String], forbidden: [String]) -> [String] {
+        paths.filter { candidate in
+            guard candidate.hasPrefix("/") else { return false }
+            let path = realPath(candidate)
+            for p in [candidate, path] {
+                let clean = (p as NSString).standardizingPath
+                if clean == "/" { return false }
+                if forbidden.contains(where: { overlaps(clean, $0) }) { return false }
+                for root in neverBound where clean == root || root.hasPrefix(clean + "/") { return false }
+                for root in neverBoundInside where clean.hasPrefix(root + "/") { return false }
+            }
+            return true
+        }
     }
 
     /// What no worker may see even when a module or a setting names it: the registry's servables,

@@ -291,21 +291,37 @@ public actor EnvironmentStore {
                     ),
                 ]
             }
+            func fail(_ message: String) -> DLHubError {
+                Self.clear(directory)
+                let failure: JSONValue = ["error": .string(message), "at": .string(ISO8601DateFormatter().string(from: Date()))]
+                _ = fm.createFile(atPath: root + "/" + id + ".failed.json", contents: Data(failure.encoded(pretty: true)))
+                return DLHubError(.unavailable, message)
+            }
             let deadline = Date().addingTimeInterval(Double(settings.buildTimeoutSeconds))
-            for (program, arguments) in steps {
+            // What the environment held before the install: the install may add to site-packages,
+            // bin/ and include/, and change nothing else (EnvironmentAudit).
+            var created: [String: EnvironmentAudit.Node] = [:]
+            for (step, (program, arguments)) in steps.enumerated() {
                 let result = try ProcessRunner.run(program, arguments, environment: env, timeout: max(1, deadline.timeIntervalSinceNow))
                 guard result.status == 0, !result.timedOut else {
-                    Self.clear(directory)
                     let what = result.timedOut ? "did not finish within \(settings.buildTimeoutSeconds) s" : "failed"
-                    let message =
-                        "building the Python environment for \(packages.joined(separator: " ")) \(what): \(Self.essence(result.output))"
-                    let failure: JSONValue = ["error": .string(message), "at": .string(ISO8601DateFormatter().string(from: Date()))]
-                    _ = fm.createFile(atPath: root + "/" + id + ".failed.json", contents: Data(failure.encoded(pretty: true)))
-                    throw DLHubError(.unavailable, message)
+                    throw fail(
+                        "building the Python environment for \(packages.joined(separator: " ")) \(what): \(Self.essence(result.output))")
                 }
+                if step == 0 { created = EnvironmentAudit.snapshot(directory) }
+            }
+            let reached = EnvironmentAudit.violations(before: created, after: EnvironmentAudit.snapshot(directory))
+            if let first = reached.first {
+                let owner = EnvironmentAudit.owner(of: first, in: directory).map { "the package \($0)" } ?? "a package"
+                let more =
+                    reached.count > 1 ? " (and \(reached.count - 1) more: \(reached.dropFirst().prefix(5).joined(separator: ", ")))" : ""
+                throw fail(
+                    "building the Python environment for \(packages.joined(separator: " ")) was refused: \(owner) installs \(first)\(more), outside the environment's site-packages, scripts and headers. A package may not write the environment's own files; leave it out of the dependencies or use a release of it without such data files"
+                )
             }
             let record: JSONValue = [
                 "id": .string(id), "python": .string(settings.basePython), "python_version": .string(baseVersion),
+                "python_real": .string(Self.realPath(settings.basePython)),
                 "packages": requirements.canonical, "index_url": settings.packageIndex.map { .string($0) } ?? .null,
                 "installer": .string(uv == nil ? "pip" : "uv"), "built_at": .string(ISO8601DateFormatter().string(from: Date())),
             ]
@@ -322,6 +338,13 @@ public actor EnvironmentStore {
         }
 
         static func marker(_ id: String) -> String { "\(id)-\(EnvironmentStore.marker)" }
+
+        /// `path` with every link resolved (the Python a pilot checks `bin/python` against).
+        static func realPath(_ path: String) -> String {
+            guard let resolved = realpath(path, nil) else { return path }
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
 
         static func clear(_ directory: String) { try? FileManager.default.removeItem(atPath: directory) }
 

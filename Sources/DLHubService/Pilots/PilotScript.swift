@@ -82,6 +82,8 @@ public struct SandboxSettings: Sendable, Hashable {
     public var bubblewrap: String = "bwrap"
     /// Site software trees workers may read (a module tree's software, `/cvmfs`, ...).
     public var readOnlyPaths: [String] = []
+    /// Paths no worker sees whatever a file or setting says: the service's state directory.
+    public var neverBound: [String] = []
     /// The Apptainer command template for container servables.
     public var containerCommand: [String] = ApptainerCommand.defaultTemplate
     /// Size of each worker's private `/tmp`, in MB.
@@ -95,6 +97,7 @@ public struct SandboxSettings: Sendable, Hashable {
     public func pilotOptions(network: Bool) -> [String] {
         var out = ["--isolation", isolation.rawValue, "--bubblewrap", bubblewrap, "--worker-tmp-mb", String(workerTmpMB)]
         for path in readOnlyPaths { out += ["--read-only", path] }
+        for path in neverBound { out += ["--never-bind", path] }
         if containerCommand != ApptainerCommand.defaultTemplate {
             for word in containerCommand { out += ["--container-command", word] }
         }
