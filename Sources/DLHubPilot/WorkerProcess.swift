@@ -42,6 +42,10 @@ final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Starts the worker and waits for its `ready` line.
+    /// What Slurm sends every process of the job: the walltime warning (`--signal`) and scancel's
+    /// SIGTERM are for the pilot, which drains and then stops its workers itself (with SIGKILL).
+    static let slurmSignals: [Int32] = [SIGUSR1, SIGTERM, SIGINT]
+
     /// A reply line longer than this is refused and the worker stopped (its outputs could not be sent anyway).
     let maxLineBytes: Int
 
@@ -56,7 +60,7 @@ final class WorkerProcess: @unchecked Sendable {
             process = try SpawnThread.shared.sync {
                 try ChildProcess(
                     executable: launch.command[0], arguments: Array(launch.command.dropFirst()), environment: launch.environment,
-                    directory: launch.directory)
+                    directory: launch.directory, keepingIgnored: Self.slurmSignals)
             }
         } catch {
             try? FileManager.default.removeItem(atPath: scratch)

@@ -4,8 +4,9 @@ import Glibc
 
 /// A child process started with `posix_spawn` and explicit file actions: its standard streams are
 /// three pipes, every other descriptor is closed in the child (`closefrom(3)`), its signal mask is
-/// empty and every signal has its default action. Nothing of the parent reaches it but what is
-/// named here (Foundation's `Process` left its own exit-watch socket open in the child).
+/// empty and every signal has its default action but those named in `keepingIgnored`. Nothing of
+/// the parent reaches it but what is named here (Foundation's `Process` left its own exit-watch
+/// socket open in the child).
 public final class ChildProcess: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -24,8 +25,13 @@ public final class ChildProcess: @unchecked Sendable {
     /// A write to a child that died must be an error (EPIPE), not the end of the parent.
     private static let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
-    /// Starts `executable` (a path, not looked up in PATH) in `directory`.
-    public init(executable: String, arguments: [String], environment: [String: String], directory: String) throws {
+    /// Starts `executable` (a path, not looked up in PATH) in `directory`. The signals in
+    /// `keepingIgnored` are ignored in the child: the parent ignores them too, and they are left out
+    /// of the set reset to default (a pilot's workers must outlive Slurm's walltime warning, which
+    /// reaches every process of the job).
+    public init(
+        executable: String, arguments: [String], environment: [String: String], directory: String, keepingIgnored: [Int32] = []
+    ) throws {
         Self.ignoreBrokenPipes
         var fds: [Int32] = []
         func pipePair() throws -> (read: Int32, write: Int32) {
@@ -60,6 +66,10 @@ public final class ChildProcess: @unchecked Sendable {
             sigemptyset(&empty)
             var all = sigset_t()
             sigfillset(&all)
+            for sig in keepingIgnored {
+                _ = signal(sig, SIG_IGN)
+                sigdelset(&all, sig)
+            }
             posix_spawnattr_setsigmask(&attributes, &empty)
             posix_spawnattr_setsigdefault(&attributes, &all)
             posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))

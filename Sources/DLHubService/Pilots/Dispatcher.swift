@@ -100,7 +100,11 @@ public actor Dispatcher {
     var ledger: [UInt64: (owner: String, bytes: Int)] = [:]
     var usage: [String: (items: Int, bytes: Int64)] = [:]
     var sessions = PilotSessions()
-    var failedLoads: [String: [Int: String]] = [:]
+    /// Servables that failed to load, and when each is tried again (see `LoadFailures`).
+    var loadFailures = LoadFailures()
+    /// Queues whose servable may not be loaded yet: their items are failed by `failBlocked`.
+    var blocked: Set<String> = []
+    var failingBlocked = false
     var nextBatchID: UInt64 = 1
     /// Tasks with items on pilots, and how many.
     var runningTasks: [String: Int] = [:]
@@ -202,6 +206,11 @@ public actor Dispatcher {
         guard !items.isEmpty else { return }
         switch next {
         case .enqueue(let key, let spec, let metadata, let pool, let parameters, let waitingFor):
+            // A servable that failed to load is not waited for until it may be tried again.
+            if let failure = loadFailures.blocking(key, now: Date()), !isLoadedOrLoading(key) {
+                await fail(items, LoadFailures.message(failure, now: Date()))
+                return
+            }
             enqueue(key: key, spec: spec, metadata: metadata, pool: pool, parameters: parameters, items: items, waitingFor: waitingFor)
         case .fail(let message):
             await fail(items, message)
@@ -414,7 +423,7 @@ public actor Dispatcher {
     public func detach(_ sessionID: Int, reason: String) async {
         guard let session = sessions.remove(sessionID) else { return }
         session.outbound.finish()
-        for (k, v) in failedLoads { failedLoads[k] = v.filter { $0.key != sessionID } }
+        loadFailures.sessionLeft(sessionID)
         let held = session.inFlight
         for b in held.values { landed(b.items) }
         if !held.isEmpty {
@@ -456,9 +465,13 @@ public actor Dispatcher {
             }
             recordLoadLog(key, error: error, log: log, sessionID: sessionID)
             if let error {
-                failedLoads[key, default: [:]][sessionID] = error
-                await failUnloadable(key, error: error, jobID: sessions[sessionID]!.hello.jobID)
+                let session = sessions[sessionID]!
+                let failure = loadFailures.record(
+                    key, digest: planner.queues[key]?.spec.digest ?? "", error: error, session: sessionID, jobID: session.hello.jobID,
+                    node: session.hello.node, now: Date())
+                await failUnloadable(key, failure: failure)
             } else {
+                loadFailures.loaded(key)
                 sessions.load(key, on: sessionID)
             }
         case .unload(let key):
@@ -603,14 +616,41 @@ public actor Dispatcher {
     }
 
     /// A servable no pilot can load fails its queued items with the loader's message.
-    func failUnloadable(_ key: String, error: String, jobID: UInt32) async {
-        let elsewhere = sessions.values.contains { $0.loaded.contains(key) || $0.loading.contains(key) }
-        guard !elsewhere else { return }
+    func failUnloadable(_ key: String, failure: LoadFailures.Failure) async {
+        guard !isLoadedOrLoading(key) else { return }
         let items = planner.drain(key)
-        logger.warning("servable failed to load; failing its queued items", metadata: ["servable.key": "\(key)", "error": "\(error)"])
-        await record(
-            items.map { ItemResult(id: $0.id, outcome: .error("the servable could not be loaded on pilot job \(jobID): \(error)")) })
+        logger.warning(
+            "servable failed to load; failing its queued items until it is tried again",
+            metadata: [
+                "servable.key": "\(key)", "error": "\(failure.error)", "attempts": "\(failure.attempts)",
+                "retry_in_s": "\(Int(failure.retryAt.timeIntervalSinceNow))",
+            ])
+        await fail(items, LoadFailures.message(failure, now: Date()))
         updateGauge()
+    }
+
+    func isLoadedOrLoading(_ key: String) -> Bool {
+        sessions.values.contains { $0.loaded.contains(key) || $0.loading.contains(key) }
+    }
+
+    /// Fails the items of queues whose servable may not be loaded yet (items put back from a
+    /// lost pilot, or restored after a restart): nothing waits for a load that is not coming.
+    func failBlocked() async {
+        failingBlocked = false
+        let keys = blocked
+        blocked = []
+        let now = Date()
+        for key in keys {
+            guard let failure = loadFailures.blocking(key, now: now), !isLoadedOrLoading(key) else { continue }
+            await fail(planner.drain(key), LoadFailures.message(failure, now: now))
+        }
+        updateGauge()
+        pump()
+    }
+
+    /// The latest load failure of a servable version, for `dlhub describe`.
+    public func loadFailure(digest: String) -> JSONValue? {
+        loadFailures.latest(digest: digest).map { LoadFailures.json($0, now: Date()) }
     }
 
     // MARK: Matching work to pilots
@@ -624,9 +664,7 @@ public actor Dispatcher {
             for key in planner.ready {
                 guard let q = planner.queues[key] else { continue }
                 // Only the pilots holding this servable (the index), not every pilot.
-                let ready = sessions.holding(key).filter {
-                    $0.hello.pool == q.pool && !$0.draining && $0.slots > $0.busy && failedLoads[key]?[$0.id] == nil
-                }
+                let ready = sessions.holding(key).filter { $0.hello.pool == q.pool && !$0.draining && $0.slots > $0.busy }
                 guard let target = ready.max(by: { ($0.slots - $0.busy, $1.id) < ($1.slots - $1.busy, $0.id) }) else { continue }
                 let free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
                 let items = planner.take(key, freeSlots: free)
@@ -636,17 +674,30 @@ public actor Dispatcher {
             }
         }
         // More work than the loaded pilots take: have one more pilot load the servable.
+        let now = Date()
         for key in planner.ready {
             guard let q = planner.queues[key] else { continue }
-            let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining && failedLoads[key]?[$0.id] == nil }
+            let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining }
             if candidates.contains(where: { $0.loading.contains(key) }) { continue }
+            if !loadFailures.mayLoad(key, now: now) {
+                if !isLoadedOrLoading(key) { blocked.insert(key) }
+                continue
+            }
             // The pilot with the fewest residents takes it: many servables spread over the pool
-            // instead of filling one pilot until it evicts (found with 500 servables on 3 pilots).
+            // instead of filling one pilot until it evicts (found with 500 servables on 3 pilots);
+            // on a retry after a failed load, a pilot it did not fail on comes first.
             let free = candidates.filter { !$0.loaded.contains(key) && $0.slots > $0.busy }
-            if let next = free.min(by: { ($0.loaded.count + $0.loading.count, $0.id) < ($1.loaded.count + $1.loading.count, $1.id) }) {
+            func rank(_ s: Session) -> (Int, Int, Int) {
+                (loadFailures.triedOn(key, session: s.id) ? 1 : 0, s.loaded.count + s.loading.count, s.id)
+            }
+            if let next = free.min(by: { rank($0) < rank($1) }) {
                 sessions.update(next.id) { _ = $0.loading.insert(key) }
                 next.outbound.yield(.load(q.spec))
             }
+        }
+        if !blocked.isEmpty, !failingBlocked {
+            failingBlocked = true
+            Task { await self.failBlocked() }
         }
         let needed = Set(sessions.values.flatMap { $0.inFlight.values.map(\.key) + Array($0.loading) })
         planner.dropEmpty(keeping: needed)
@@ -707,6 +758,7 @@ public actor Dispatcher {
         for (key, queue) in planner.queues where queue.waitingForEnvironment == id {
             switch status {
             case .ready(let interpreter):
+                loadFailures.forget([key])
                 planner.setEnvironment(key, interpreter: interpreter)
                 interpreters[key] = interpreter
             case .failed(let message):
@@ -727,6 +779,8 @@ public actor Dispatcher {
     func environmentRebuilding(_ id: String) {
         let marker = "/" + id + "/"
         for (key, interpreter) in interpreters where interpreter.contains(marker) {
+            // A new build is a new chance to load.
+            loadFailures.forget([key])
             planner.hold(key, for: id)
             for session in sessions.holding(key) {
                 sessions.unload(key, on: session.id)

@@ -23,6 +23,12 @@ struct DescribeCommand: AsyncParsableCommand {
                     "WITHDRAWN  on \(w["at"]?.stringValue ?? "") by \(w["by"]?.stringValue ?? "")\((w["reason"]?.stringValue).map { $0.isEmpty ? "" : ": \($0)" } ?? "")"
                 )
             }
+            if let f = j["load_failure"], !f.isNull {
+                print(
+                    "LOAD FAILED  on pilot job \(f["job_id"]?.intValue ?? 0) (\(f["node"]?.stringValue ?? "")) at \(f["at"]?.stringValue ?? ""), \(f["attempts"]?.intValue ?? 1) attempt(s): \(f["error"]?.stringValue ?? "")"
+                )
+                print("             tried again from \(f["retry_at"]?.stringValue ?? ""); `dlhub logs \(id)` shows what the worker wrote")
+            }
             let authors = (m["datacite"]?["creators"]?.arrayValue ?? []).compactMap {
                 $0["creatorName"]?.stringValue ?? $0["familyName"]?.stringValue
             }
