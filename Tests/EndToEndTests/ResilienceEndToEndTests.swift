@@ -89,7 +89,8 @@ extension ClusterServingTests {
                     "the pilot was busy when cancelled")
                 _ = try DevCluster.command("scancel", ["\(victim.id)"])
             }
-            #expect(try h.slurmJobs(pool: "cpu").first { $0.id == victim.id }?.state == "CANCELLED")
+            let ended = try await h.settledSlurmJob(pool: "cpu", id: victim.id)
+            #expect(ended?.state == "CANCELLED", "\(String(describing: ended))")
             try checkStore(h)
         }
 
@@ -102,7 +103,7 @@ extension ClusterServingTests {
                 // The node goes down under the pilot: Slurm ends the job with NODE_FAIL.
                 _ = try DevCluster.command("scontrol", ["update", "nodename=\(victim.nodes)", "state=down", "reason=dlhub-test"])
             }
-            let ended = try h.slurmJobs(pool: "cpu").first { $0.id == victim.id }
+            let ended = try await h.settledSlurmJob(pool: "cpu", id: victim.id)
             #expect(ended?.state == "NODE_FAIL", "\(String(describing: ended))")
             try checkStore(h)
         }

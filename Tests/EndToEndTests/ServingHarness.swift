@@ -79,6 +79,18 @@ struct ServingHarness {
         }
     }
 
+    /// The job's state once Slurm has finished with it: a cancelled job passes through COMPLETING
+    /// while its processes are signalled and reaped, which can outlast the requests it was serving.
+    func settledSlurmJob(pool: String, id: UInt32, within seconds: Double = 90) async throws -> SlurmJob? {
+        let deadline = Date().addingTimeInterval(seconds)
+        var job = try slurmJobs(pool: pool).first { $0.id == id }
+        while Date() < deadline, let state = job?.state, ["RUNNING", "COMPLETING", "PENDING", "SUSPENDED"].contains(state) {
+            try await Task.sleep(for: .milliseconds(250))
+            job = try slurmJobs(pool: pool).first { $0.id == id }
+        }
+        return job
+    }
+
     struct SlurmJob {
         var id: UInt32
         var state: String
