@@ -169,6 +169,15 @@ import Testing
         #expect(try await bob.send("PUT", "/v1/servables/alice/spectra@1/doi", json: ["doi": "10.5555/hijack.1"]).status == 404)
         let byDOI = try await bob.send("GET", "/v1/servables?doi=10.5555/private.1")
         #expect(byDOI.json["servables"]?.arrayValue?.isEmpty == true, "\(byDOI.json)")
+        // bob's own servable cannot take the DOI either, and the refusal does not say who holds it.
+        let bobs = try ServingFixtures.pythonFunctions(
+            in: work.path, name: "bobs_model", function: "slow", input: ["type": "integer"], output: ["type": "integer"])
+        _ = try Subprocess.run("/bin/chmod", ["-R", "a+rX", work.path])
+        #expect(try cli.run(as: TestUsers.bob, ["publish", bobs]).status == 0)
+        let clash = try await bob.send("PUT", "/v1/servables/bob/bobs_model@1/doi", json: ["doi": "10.5555/private.1"])
+        #expect(clash.status == 409, "\(clash.json)")
+        let said = clash.json.encodedString()
+        #expect(!said.contains("spectra") && !said.contains("alice"), "the refusal names the private servable: \(said)")
         // alice still sees all of it.
         #expect(try cli.run(as: TestUsers.alice, ["cite", "alice/spectra@1", "--format", "bibtex"]).stdout.contains("10.5555/private.1"))
     }

@@ -16,6 +16,14 @@ extension ClusterServingTests {
                 in: h.work.path, name: "counted", function: "behave", input: ["type": "string"], output: ["type": "string"])
             let id = try await h.publish(dir)
             for i in 0..<10 { #expect(try await h.api.run(id, ["input": .string("x\(i)")]).status == 200) }
+            // A private servable is served too, but /metrics (which anyone may read) does not name it.
+            let hidden = try ServingFixtures.pythonFunctions(
+                in: h.work.path, name: "unreleased_secret", function: "behave", input: ["type": "string"], output: ["type": "string"])
+            var doc = try JSONValue.parse(Array(FileManager.default.contents(atPath: hidden + "/servable.json")!))
+            doc = doc.setting(["dlhub", "visible_to"], to: ["user:root"])
+            _ = FileManager.default.createFile(atPath: hidden + "/servable.json", contents: Data(doc.encoded(pretty: true)))
+            let hiddenID = try await h.publish(hidden)
+            #expect(try await h.api.run(hiddenID, ["input": "z"]).status == 200)
             #expect(try await h.api.run(id, ["inputs": .array((0..<30).map { .string("y\($0)") })]).status == 200)
             // The pilot gauge is refreshed each second by the pilot manager: read once it has seen the running job.
             var text = ""
@@ -44,6 +52,8 @@ extension ClusterServingTests {
                     """,
                 ], input: Data(text.utf8))
             #expect(parse.status == 0, "\(parse.stderr)")
+            #expect(!text.contains("unreleased_secret"), "a private servable's name is in /metrics")
+            #expect(text.contains("servable=\"private:"), "a private servable's histograms are labelled by digest")
             let families = try JSONValue.parse(parse.stdout)
             func samples(_ family: String, _ name: String) -> [JSONValue] {
                 (families[family]?["samples"]?.arrayValue ?? []).filter { $0.arrayValue?.first?.stringValue == name }

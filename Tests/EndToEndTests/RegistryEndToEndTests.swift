@@ -73,6 +73,31 @@ import Testing
         #expect(tomb.stdout.contains("superseded"))
     }
 
+    /// The files the registry writes into a version's directory are its own: an upload that
+    /// carries a `withdrawn.json` (a tombstone "by alice" that nobody wrote) is refused, naming
+    /// the file, and nothing of it is published.
+    @Test func anUploadCarryingTheRegistrysOwnFilesIsRefused() throws {
+        let service = try LiveService()
+        defer { service.stop() }
+        let cli = try CLI(service: service)
+        let work = try TemporaryDirectory("dlhub-e2e-reserved")
+        defer { work.remove() }
+        let dir = try makeServable(cli, as: TestUsers.alice, in: work, name: "tombstoned", extra: ["--title", "Forged tombstone"])
+        let forged: JSONValue = ["withdrawn_by": "alice", "reason": "nobody wrote this", "date": "2026-01-01T00:00:00Z"]
+        _ = FileManager.default.createFile(atPath: dir + "/withdrawn.json", contents: Data(forged.encoded()))
+        _ = try Subprocess.run("/bin/chown", ["-R", "\(TestUsers.alice):", dir])
+        let refused = try cli.run(as: TestUsers.alice, ["publish", dir])
+        #expect(refused.status != 0, "\(refused.stdout)")
+        #expect(refused.stderr.contains("withdrawn.json") && refused.stderr.contains("rename or remove it"), "\(refused.stderr)")
+        let described = try cli.run(as: TestUsers.alice, ["describe", "alice/tombstoned"])
+        #expect(described.status != 0, "nothing was published: \(described.stdout)")
+        // Without the file the same servable publishes and is not withdrawn.
+        try FileManager.default.removeItem(atPath: dir + "/withdrawn.json")
+        #expect(try cli.run(as: TestUsers.alice, ["publish", dir]).status == 0)
+        let shown = try cli.run(as: TestUsers.alice, ["describe", "alice/tombstoned@1"])
+        #expect(shown.status == 0 && !shown.stdout.lowercased().contains("withdrawn"), "\(shown.stdout)")
+    }
+
     @Test func loginCachesATokenOnlyTheUserCanRead() throws {
         let service = try LiveService()
         defer { service.stop() }

@@ -553,7 +553,13 @@ public actor Dispatcher {
         return made
     }
 
-    static func servableLabel(_ metadata: ServableMetadata) -> String { "\(metadata.owner ?? "")/\(metadata.name)" }
+    /// The `servable` label of the metrics, which `/metrics` shows to anyone: a public servable's
+    /// `owner/name`; any other's is named by a prefix of its digest, so that a private servable's
+    /// name does not reach people it is not shared with (its owner finds the digest in `describe`).
+    static func servableLabel(_ metadata: ServableMetadata, digest: String) -> String {
+        guard metadata.visibleTo.contains(.everyone) else { return "private:" + digest.prefix(12) }
+        return "\(metadata.owner ?? "")/\(metadata.name)"
+    }
 
     func record(_ results: [ItemResult]) async {
         for r in results {
@@ -714,7 +720,7 @@ public actor Dispatcher {
         let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
         let flight = InFlight(
             key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
-            servableOwner: q.metadata.owner, servable: Self.servableLabel(q.metadata))
+            servableOwner: q.metadata.owner, servable: Self.servableLabel(q.metadata, digest: q.spec.digest))
         sessions.update(sid) { $0.inFlight[batchID] = flight }
         sessions[sid]!.outbound.yield(
             .batch(
@@ -725,7 +731,7 @@ public actor Dispatcher {
         itemsDispatched.increment(by: items.count)
         batchesDispatched.increment()
         batchSizes.record(items.count)
-        let wait = metrics(for: Self.servableLabel(q.metadata)).queueWait
+        let wait = metrics(for: Self.servableLabel(q.metadata, digest: q.spec.digest)).queueWait
         let sent = DispatchTime.now().uptimeNanoseconds
         for item in items { wait.recordNanoseconds(Int64(sent &- item.queuedAt)) }
     }

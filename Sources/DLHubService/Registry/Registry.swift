@@ -196,6 +196,9 @@ public struct Registry: Sendable {
     ///
     /// The upload is unpacked into `.staging/` (safely: see `ArchiveExtractor`) and validated
     /// there; it becomes visible by an atomic rename. Returns the new record.
+    /// Top-level names the registry writes into a version's directory itself.
+    static let reservedFileNames: Set<String> = ["withdrawn.json"]
+
     public func publish(archive: String, owner: String, limits: ArchiveLimits, now: Date = Date()) throws(DLHubError) -> RegistryRecord {
         let fm = FileManager.default
         let staging = "\(stagingDirectory)/\(UUID().uuidString)"
@@ -206,6 +209,14 @@ public struct Registry: Sendable {
         defer { if !published { try? fm.removeItem(atPath: staging) } }
 
         let unpacked = try ArchiveExtractor.unpack(archive: archive, into: staging, limits: limits)
+        // Files the registry writes beside servable.json are the registry's word: an upload that
+        // carried its own tombstone would be shown as withdrawn by someone who never withdrew it.
+        if let reserved = unpacked.paths.first(where: { Self.reservedFileNames.contains($0) }) {
+            throw DLHubError(
+                .invalidMetadata,
+                "the upload has a file named \(reserved) at its top level, a name the registry keeps for itself; rename or remove it and publish again"
+            )
+        }
         guard let metadataBytes = unpacked.metadata else {
             throw DLHubError(
                 .invalidMetadata, "the upload has no servable.json at its top level; run `dlhub init` in the servable directory to make one"

@@ -230,6 +230,12 @@ extension ServableCatalog {
             $0.dois.contains(doi.lowercased()) && $0.digest != record.digest
         }
         if let taken {
+            // Who holds it is said only to a caller who may see that servable: a private one's
+            // name is not given away by trying its DOI.
+            guard AccessPolicy.canSee(owner: taken.owner, visibleTo: taken.visibleTo, caller: caller) else {
+                throw DLHubError(
+                    .conflict, "\(doi) already names another servable version; a DOI names one version: check the DOI your site minted")
+            }
             throw DLHubError(.conflict, "\(doi) already names \(taken.owner)/\(taken.name)@\(taken.version); a DOI names one version")
         }
         let registry = self.registry, attached = doi
