@@ -716,11 +716,12 @@ public actor Dispatcher {
         let batchID = nextBatchID
         nextBatchID += 1
         let now = Date()
+        let label = Self.servableLabel(q.metadata, digest: q.spec.digest)
         // The pilot may run each item alone after a failure, each with the servable's timeout.
         let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
         let flight = InFlight(
             key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
-            servableOwner: q.metadata.owner, servable: Self.servableLabel(q.metadata, digest: q.spec.digest))
+            servableOwner: q.metadata.owner, servable: label)
         sessions.update(sid) { $0.inFlight[batchID] = flight }
         sessions[sid]!.outbound.yield(
             .batch(
@@ -731,7 +732,7 @@ public actor Dispatcher {
         itemsDispatched.increment(by: items.count)
         batchesDispatched.increment()
         batchSizes.record(items.count)
-        let wait = metrics(for: Self.servableLabel(q.metadata, digest: q.spec.digest)).queueWait
+        let wait = metrics(for: label).queueWait
         let sent = DispatchTime.now().uptimeNanoseconds
         for item in items { wait.recordNanoseconds(Int64(sent &- item.queuedAt)) }
     }

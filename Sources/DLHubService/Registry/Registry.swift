@@ -192,13 +192,13 @@ public struct Registry: Sendable {
         }
     }
 
+    /// Top-level names the registry writes into a version's directory itself.
+    static let reservedFileNames: Set<String> = ["withdrawn.json"]
+
     /// Publishes an upload (a tar, tar.gz or zip file) as the next version of `owner/<dlhub.name>`.
     ///
     /// The upload is unpacked into `.staging/` (safely: see `ArchiveExtractor`) and validated
     /// there; it becomes visible by an atomic rename. Returns the new record.
-    /// Top-level names the registry writes into a version's directory itself.
-    static let reservedFileNames: Set<String> = ["withdrawn.json"]
-
     public func publish(archive: String, owner: String, limits: ArchiveLimits, now: Date = Date()) throws(DLHubError) -> RegistryRecord {
         let fm = FileManager.default
         let staging = "\(stagingDirectory)/\(UUID().uuidString)"
