@@ -73,6 +73,12 @@ public actor PilotAgent {
 
     func setFrameLimit(_ limit: Int) { frameLimit = limit }
     var residents: [String: Resident] = [:]
+    /// Loads under way (their first worker is starting), with the memory each declared: they
+    /// count against the worker limit and the memory budget as resident workers do.
+    var loading: [String: Int] = [:]
+    /// Loads that did not fit (every worker busy or starting): started, oldest first, as
+    /// workers free up, so a flood of loads never runs more workers than `maxWorkers`.
+    var waitingLoads: [ServableSpec] = []
     var running: Set<UInt64> = []
     /// Batches are numbered here (the service's numbers start again after it restarts): the
     /// service's number of each batch, and the connection it came on.
@@ -106,25 +112,42 @@ public actor PilotAgent {
         case .batch(let batch): enqueue(batch)
         case .drain(let reason): await beginDrain(reason: reason)
         case .welcome, .heartbeat: break
-        case .hello, .authenticate, .loaded, .results, .credit, .bye:
+        case .hello, .authenticate, .loaded, .results, .credit, .bye, .returned:
             logger.warning("unexpected frame from the service", metadata: ["frame": "\(frame)"])
         }
     }
 
-    func load(_ spec: ServableSpec) async {
+    func load(_ spec: ServableSpec, waited: Bool = false) async {
         if residents[spec.key] != nil {
             await send(.loaded(key: spec.key, error: nil, log: ""))
             return
         }
+        guard loading[spec.key] == nil, waited || !waitingLoads.contains(where: { $0.key == spec.key }) else { return }
         let metadata: ServableMetadata
         do { metadata = try ServableMetadata.validate(spec.metadata) } catch {
             await send(.loaded(key: spec.key, error: error.message, log: ""))
             return
         }
-        evictIfFull(needing: 1, memoryMB: metadata.resources.memoryMB)
+        let memory = metadata.resources.memoryMB
+        evictIfFull(needing: 1, memoryMB: memory)
+        guard fits(memoryMB: memory) else {
+            if waited { waitingLoads.insert(spec, at: 0) } else { waitingLoads.append(spec) }
+            logger.info(
+                "load waits for a worker to free up", metadata: ["servable.key": "\(spec.key)", "waiting": "\(waitingLoads.count)"])
+            return
+        }
+        loading[spec.key] = memory
+        defer {
+            loading.removeValue(forKey: spec.key)
+            admitWaitingLoads()
+        }
         // Start the first worker now, so the load error (missing packages, bad model) reaches the service.
         do {
             let worker = try await startWorker(spec, metadata)
+            guard !draining else {
+                retire(worker)
+                return
+            }
             residents[spec.key] = Resident(spec: spec, metadata: metadata, idle: [worker])
             logger.info("servable resident", metadata: ["servable.key": "\(spec.key)", "servable.dir": "\(spec.directory)"])
             await send(.loaded(key: spec.key, error: nil, log: worker.loadLog))
@@ -155,10 +178,30 @@ public actor PilotAgent {
         }
     }
 
-    var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } }
+    /// Workers running or starting: resident ones, and the first worker of each load under way.
+    var workerCount: Int { residents.values.reduce(0) { $0 + $1.total } + loading.count }
 
-    /// Memory the resident workers declared (`dlhub.resources.memory`), in MB.
-    var memoryInUse: Int { residents.values.reduce(0) { $0 + $1.total * $1.metadata.resources.memoryMB } }
+    /// Memory the resident and starting workers declared (`dlhub.resources.memory`), in MB.
+    var memoryInUse: Int {
+        residents.values.reduce(0) { $0 + $1.total * $1.metadata.resources.memoryMB } + loading.values.reduce(0, +)
+    }
+
+    /// Whether one more worker fits under the worker limit and the memory budget (a worker
+    /// larger than the whole budget still runs when it would be alone).
+    func fits(memoryMB memory: Int) -> Bool {
+        guard workerCount < settings.maxWorkers else { return false }
+        return memory == 0 || memoryInUse + memory <= settings.memoryMB || workerCount == 0
+    }
+
+    /// Starts the oldest waiting load once a worker can be evicted or has gone.
+    func admitWaitingLoads() {
+        guard !draining, let next = waitingLoads.first else { return }
+        let memory = (try? ServableMetadata.validate(next.metadata))?.resources.memoryMB ?? 0
+        evictIfFull(needing: 1, memoryMB: memory)
+        guard fits(memoryMB: memory) else { return }
+        waitingLoads.removeFirst()
+        Task { await self.load(next, waited: true) }
+    }
 
     /// Evicts least recently used idle workers until `needing` more workers (and `memoryMB`) fit.
     func evictIfFull(needing: Int, memoryMB: Int = 0) {
@@ -182,10 +225,10 @@ public actor PilotAgent {
         nextLocalBatch += 1
         batchOrigins[batch.id] = (received.id, connection)
         guard residents[batch.key] != nil else {
-            let results = BatchResults(
-                batchID: batch.id,
-                items: batch.items.map { ItemResult(id: $0.id, outcome: .error("the servable is not resident on this pilot")) })
-            Task { await finish(batch, results) }
+            // Evicted while the batch was on its way: handed back unstarted, to go to a pilot that has it.
+            batchOrigins.removeValue(forKey: batch.id)
+            let send = self.send
+            Task { await send(.returned(key: received.key, batches: [received.id])) }
             return
         }
         residents[batch.key]!.queue.append(batch)
@@ -248,6 +291,7 @@ public actor PilotAgent {
                     batchID: batch.id, items: batch.items.map { ItemResult(id: $0.id, outcome: .error("cannot start a worker: \(error)")) })
             )
             scheduleAll(first: spec.key)
+            admitWaitingLoads()
         }
     }
 
@@ -311,6 +355,7 @@ public actor PilotAgent {
         }
         await finish(batch, BatchResults(batchID: batch.id, items: results, log: log))
         scheduleAll(first: batch.key)
+        admitWaitingLoads()
     }
 
     /// Stops a worker and gives its GPUs back.
@@ -337,6 +382,8 @@ public actor PilotAgent {
     /// ones finish on their workers, and the workers stay resident for the next connection.
     public func disconnected() {
         connection += 1
+        // The next service asks again for what it needs.
+        waitingLoads.removeAll()
         var dropped = 0
         for key in residents.keys {
             for batch in residents[key]!.queue { batchOrigins.removeValue(forKey: batch.id) }
@@ -508,6 +555,7 @@ public actor PilotAgent {
     public func beginDrain(reason: String) async {
         guard !draining else { return }
         draining = true
+        waitingLoads.removeAll()
         logger.info("draining", metadata: ["reason": "\(reason)"])
         await send(.credit(slots: 0))
         var returned: [UInt64] = []
@@ -532,6 +580,7 @@ public actor PilotAgent {
         [
             "resident": .array(residents.keys.sorted().map { .string($0) }),
             "workers": .int(Int64(workerCount)),
+            "loading": .int(Int64(loading.count + waitingLoads.count)),
             "running": .int(Int64(running.count)),
             "queued": .int(Int64(residents.values.reduce(0) { $0 + $1.queue.count })),
             "draining": .bool(draining),

@@ -32,6 +32,7 @@ import Testing
         .credit(slots: 0),
         .drain(reason: "walltime"),
         .bye(reason: "done", returned: [3, 4]),
+        .returned(key: "sha256:k", batches: [5, UInt64.max]),
     ]
 
     @Test func everyFrameRoundTripsAndSplitsFromAStream() throws {

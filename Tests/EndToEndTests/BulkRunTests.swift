@@ -83,7 +83,8 @@ extension ClusterServingTests {
             }
             #expect(wrong == 0, "\(wrong) wrong lines")
             // Nothing was computed twice: the chunks submitted before the interrupt were collected, not sent again.
-            #expect(try await dispatched() - before == count)
+            let sent = try await dispatched() - before
+            #expect(sent == count, "\(sent) items dispatched for \(count) inputs")
 
             // A bad line stops the run with its number, and nothing after it is sent.
             try "[1.0]\n[2.0]\nnot json\n[4.0]\n".write(toFile: input, atomically: true, encoding: .utf8)

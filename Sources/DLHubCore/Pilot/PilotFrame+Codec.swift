@@ -7,7 +7,7 @@ extension PilotFrame {
     public static let maximumLength = 256 * 1024 * 1024
 
     enum Kind: UInt8 {
-        case hello = 1, welcome, load, loaded, unload, batch, results, heartbeat, credit, drain, bye, authenticate
+        case hello = 1, welcome, load, loaded, unload, batch, results, heartbeat, credit, drain, bye, authenticate, returned
     }
 
     /// The whole frame, length prefix included.
@@ -83,6 +83,9 @@ extension PilotFrame {
         case .bye(let reason, let returned):
             kind = .bye
             body = JSONValue.object(["reason": .string(reason), "returned": .array(returned.map { .int(Int64(bitPattern: $0)) })]).encoded()
+        case .returned(let key, let batches):
+            kind = .returned
+            body = JSONValue.object(["key": .string(key), "batches": .array(batches.map { .int(Int64(bitPattern: $0)) })]).encoded()
         }
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 5)
@@ -107,6 +110,7 @@ extension PilotFrame {
         case .credit: return "credit"
         case .drain: return "drain"
         case .bye: return "bye"
+        case .returned: return "returned"
         }
     }
 
@@ -172,6 +176,11 @@ extension PilotFrame {
             let j = try json()
             let returned = (j["returned"]?.arrayValue ?? []).compactMap { $0.intValue.map { UInt64(bitPattern: $0) } }
             return .bye(reason: j["reason"]?.stringValue ?? "", returned: returned)
+        case .returned:
+            let j = try json()
+            guard let key = j["key"]?.stringValue else { throw missing("key") }
+            guard let list = j["batches"]?.arrayValue, list.count <= 1_000_000 else { throw missing("batches") }
+            return .returned(key: key, batches: list.compactMap { $0.intValue.map { UInt64(bitPattern: $0) } })
         case .batch:
             var r = ByteReader(body)
             let id: UInt64 = try r.integer()

@@ -30,6 +30,9 @@ public enum PilotFrame: Sendable, Equatable {
     case drain(reason: String)
     /// pilot -> service: leaving; `returned` are batch ids it hands back unfinished.
     case bye(reason: String, returned: [UInt64])
+    /// pilot -> service: batches it will not run because `key` is no longer resident here (it
+    /// was evicted while they were on the way); they go back to the queue, not counted as tries.
+    case returned(key: String, batches: [UInt64])
 }
 
 public struct PilotHello: Sendable, Equatable {
@@ -120,7 +123,8 @@ public struct PilotWelcome: Sendable, Equatable {
 
 /// What a pilot needs to start a worker for a servable version.
 public struct ServableSpec: Sendable, Equatable {
-    /// The queue key: digest, plus a hash of non-default parameters when there are any.
+    /// The worker key: one resident worker set per servable version and environment (the
+    /// service's digest); parameters travel with each batch, never in here.
     public var key: String
     public var digest: String
     /// The version directory in the registry (read directly from the shared filesystem).

@@ -5,8 +5,9 @@ import Metrics
 import NIOCore
 import NIOPosix
 
-/// Batched dispatch: a queue per servable (and parameter set), pilots that pull work with
-/// credits, and the bookkeeping that makes a lost pilot cost a retry, never a lost or doubled
+/// Batched dispatch: a queue per servable (and parameter set), one worker key per servable
+/// version and environment (`ServableSpec.key`: every parameter set of a servable runs on the
+/// same workers, its parameters travelling with each batch), pilots that pull work with credits, and the bookkeeping that makes a lost pilot cost a retry, never a lost or doubled
 /// answer.
 ///
 /// Items from many requests are handed to a pilot in one batch, up to the servable's maximum
@@ -41,7 +42,9 @@ public actor Dispatcher {
 
     /// A batch on a pilot: what the service needs to settle it without its queue.
     struct InFlight {
+        /// The queue it came from (and goes back to), and what the pilot runs it on.
         var key: String
+        var workerKey: String
         var items: [QueuedItem]
         var sentAt: Date
         /// When the batch is taken back if no result came (the worker timeout for the batch and
@@ -84,7 +87,10 @@ public actor Dispatcher {
         var inFlight: [UInt64: InFlight] = [:]
         let outbound: PilotOutbound
 
-        public var busy: Int { inFlight.count }
+        /// Slots taken: batches on the pilot and loads under way (a load starts a worker, which
+        /// takes a core and a place under the pilot's worker limit as a batch does).
+        public var busy: Int { inFlight.count + loading.count }
+        public var runningBatches: Int { inFlight.count }
     }
 
     let store: TaskStore
@@ -129,6 +135,8 @@ public actor Dispatcher {
     let itemsDispatched = Counter(label: "dlhub_items_dispatched_total")
     let batchesDispatched = Counter(label: "dlhub_batches_dispatched_total")
     let itemsRequeued = Counter(label: "dlhub_items_requeued_total")
+    /// Items a pilot handed back unstarted because their servable had just been evicted there.
+    let itemsReturned = Counter(label: "dlhub_items_returned_total")
     let cacheHits = Counter(label: "dlhub_cache_hits_total")
     let queuedGauge = Gauge(label: "dlhub_items_queued")
     let batchSizes = Recorder(label: "dlhub_batch_size")
@@ -207,7 +215,7 @@ public actor Dispatcher {
         switch next {
         case .enqueue(let key, let spec, let metadata, let pool, let parameters, let waitingFor):
             // A servable that failed to load is not waited for until it may be tried again.
-            if let failure = loadFailures.blocking(key, now: Date()), !isLoadedOrLoading(key) {
+            if let failure = loadFailures.blocking(spec.key, now: Date()), !isLoadedOrLoading(spec.key) {
                 await fail(items, LoadFailures.message(failure, now: Date()))
                 return
             }
@@ -360,14 +368,13 @@ public actor Dispatcher {
         key: String, spec: ServableSpec, metadata: ServableMetadata, pool: String, parameters: [UInt8], items: [QueuedItem],
         waitingFor environment: String? = nil
     ) {
-        if labels[key] == nil {
+        if labels[spec.key] == nil {
             let d = spec.metadata["dlhub"]
-            labels[key] = Label(
-                name: "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)"
-                    + (key.contains("+") ? "(params)" : ""),
+            labels[spec.key] = Label(
+                name: "\(d?["owner"]?.stringValue ?? "?")/\(d?["name"]?.stringValue ?? "?")@\(d?["version"]?.intValue ?? 0)",
                 owner: metadata.owner ?? "", visibleTo: metadata.visibleTo)
         }
-        if let interpreter = spec.environment.interpreter, !interpreter.isEmpty { interpreters[key] = interpreter }
+        if let interpreter = spec.environment.interpreter, !interpreter.isEmpty { interpreters[spec.key] = interpreter }
         planner.add(
             key,
             template: BatchPlanner.Queue(
@@ -467,7 +474,7 @@ public actor Dispatcher {
             if let error {
                 let session = sessions[sessionID]!
                 let failure = loadFailures.record(
-                    key, digest: planner.queues[key]?.spec.digest ?? "", error: error, session: sessionID, jobID: session.hello.jobID,
+                    key, digest: digest(ofWorker: key), error: error, session: sessionID, jobID: session.hello.jobID,
                     node: session.hello.node, now: Date())
                 await failUnloadable(key, failure: failure)
             } else {
@@ -476,6 +483,15 @@ public actor Dispatcher {
             }
         case .unload(let key):
             sessions.unload(key, on: sessionID)
+        case .returned(let key, let ids):
+            // Sent while the pilot evicted the servable: back to the queue, not a failed attempt.
+            sessions.unload(key, on: sessionID)
+            let back = ids.compactMap { id in sessions.update(sessionID) { $0.inFlight.removeValue(forKey: id) } ?? nil }
+            for b in back {
+                landed(b.items)
+                planner.putBack(b.key, template: nil, items: b.items)
+            }
+            itemsReturned.increment(by: back.reduce(0) { $0 + $1.items.count })
         case .heartbeat(let status):
             sessions.update(sessionID) { $0.status = status }
         case .credit(let slots):
@@ -624,7 +640,7 @@ public actor Dispatcher {
     /// A servable no pilot can load fails its queued items with the loader's message.
     func failUnloadable(_ key: String, failure: LoadFailures.Failure) async {
         guard !isLoadedOrLoading(key) else { return }
-        let items = planner.drain(key)
+        let items = queueKeys(ofWorker: key).flatMap { planner.drain($0) }
         logger.warning(
             "servable failed to load; failing its queued items until it is tried again",
             metadata: [
@@ -639,6 +655,16 @@ public actor Dispatcher {
         sessions.values.contains { $0.loaded.contains(key) || $0.loading.contains(key) }
     }
 
+    /// The queues (one per parameter set) whose items run on a worker key's workers.
+    func queueKeys(ofWorker key: String) -> [String] {
+        planner.queues.filter { $0.value.spec.key == key }.map(\.key)
+    }
+
+    /// The servable version a worker key runs.
+    func digest(ofWorker key: String) -> String {
+        planner.queues.values.first { $0.spec.key == key }?.spec.digest ?? key
+    }
+
     /// Fails the items of queues whose servable may not be loaded yet (items put back from a
     /// lost pilot, or restored after a restart): nothing waits for a load that is not coming.
     func failBlocked() async {
@@ -648,7 +674,7 @@ public actor Dispatcher {
         let now = Date()
         for key in keys {
             guard let failure = loadFailures.blocking(key, now: now), !isLoadedOrLoading(key) else { continue }
-            await fail(planner.drain(key), LoadFailures.message(failure, now: now))
+            await fail(queueKeys(ofWorker: key).flatMap { planner.drain($0) }, LoadFailures.message(failure, now: now))
         }
         updateGauge()
         pump()
@@ -670,7 +696,7 @@ public actor Dispatcher {
             for key in planner.ready {
                 guard let q = planner.queues[key] else { continue }
                 // Only the pilots holding this servable (the index), not every pilot.
-                let ready = sessions.holding(key).filter { $0.hello.pool == q.pool && !$0.draining && $0.slots > $0.busy }
+                let ready = sessions.holding(q.spec.key).filter { $0.hello.pool == q.pool && !$0.draining && $0.slots > $0.busy }
                 guard let target = ready.max(by: { ($0.slots - $0.busy, $1.id) < ($1.slots - $1.busy, $0.id) }) else { continue }
                 let free = ready.reduce(0) { $0 + ($1.slots - $1.busy) }
                 let items = planner.take(key, freeSlots: free)
@@ -681,8 +707,9 @@ public actor Dispatcher {
         }
         // More work than the loaded pilots take: have one more pilot load the servable.
         let now = Date()
-        for key in planner.ready {
-            guard let q = planner.queues[key] else { continue }
+        for queueKey in planner.ready {
+            guard let q = planner.queues[queueKey] else { continue }
+            let key = q.spec.key
             let candidates = sessions.values.filter { $0.hello.pool == q.pool && !$0.draining }
             if candidates.contains(where: { $0.loading.contains(key) }) { continue }
             if !loadFailures.mayLoad(key, now: now) {
@@ -720,13 +747,14 @@ public actor Dispatcher {
         // The pilot may run each item alone after a failure, each with the servable's timeout.
         let deadline = now.addingTimeInterval(q.metadata.timeoutSeconds * Double(items.count + 1) + limits.batchMarginSeconds)
         let flight = InFlight(
-            key: key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest, deterministic: q.metadata.deterministic,
+            key: key, workerKey: q.spec.key, items: items, sentAt: now, deadline: deadline, digest: q.spec.digest,
+            deterministic: q.metadata.deterministic,
             servableOwner: q.metadata.owner, servable: label)
         sessions.update(sid) { $0.inFlight[batchID] = flight }
         sessions[sid]!.outbound.yield(
             .batch(
                 Batch(
-                    id: batchID, key: key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
+                    id: batchID, key: q.spec.key, parameters: q.parameters, timeoutSeconds: q.metadata.timeoutSeconds,
                     items: items.map { Batch.Item(id: $0.id, payload: $0.payload) })))
         for (task, n) in Self.runs(items) { runningTasks[task, default: 0] += n }
         itemsDispatched.increment(by: items.count)
@@ -765,9 +793,9 @@ public actor Dispatcher {
         for (key, queue) in planner.queues where queue.waitingForEnvironment == id {
             switch status {
             case .ready(let interpreter):
-                loadFailures.forget([key])
+                loadFailures.forget([queue.spec.key])
                 planner.setEnvironment(key, interpreter: interpreter)
-                interpreters[key] = interpreter
+                interpreters[queue.spec.key] = interpreter
             case .failed(let message):
                 await fail(planner.drain(key), message)
                 planner.setEnvironment(key, interpreter: "")
@@ -788,7 +816,7 @@ public actor Dispatcher {
         for (key, interpreter) in interpreters where interpreter.contains(marker) {
             // A new build is a new chance to load.
             loadFailures.forget([key])
-            planner.hold(key, for: id)
+            for queue in queueKeys(ofWorker: key) { planner.hold(queue, for: id) }
             for session in sessions.holding(key) {
                 sessions.unload(key, on: session.id)
                 session.outbound.yield(.unload(key: key))
@@ -838,8 +866,10 @@ public actor Dispatcher {
 
     /// Keeps what a worker said while loading, for the servable's owner.
     func recordLoadLog(_ key: String, error: String?, log: String, sessionID: Int) {
-        guard let digest = planner.queues[key]?.spec.digest, let session = sessions[sessionID] else { return }
-        logs.append(digest, .init(at: Date(), kind: .load, error: error, text: log, jobID: session.hello.jobID, node: session.hello.node))
+        guard let session = sessions[sessionID] else { return }
+        logs.append(
+            self.digest(ofWorker: key),
+            .init(at: Date(), kind: .load, error: error, text: log, jobID: session.hello.jobID, node: session.hello.node))
     }
 
     /// What the workers of a servable version said (see `ServableLogs`).

@@ -353,7 +353,7 @@ public actor PilotManager {
                     "connected": .bool(!s.isEmpty), "draining": .bool(job.drainRequested || s.contains { $0.draining }),
                     "resident": .array(
                         residentNames.filter { s.flatMap(\.loaded).contains($0.key) }.map(\.value).sorted().map { .string($0) }),
-                    "running_batches": .int(Int64(s.reduce(0) { $0 + $1.busy })),
+                    "running_batches": .int(Int64(s.reduce(0) { $0 + $1.runningBatches })),
                     "isolation": s.first.map { .string($0.hello.isolation) } ?? .null,
                     "submitted": .double(job.submittedAt.timeIntervalSince1970), "why": .string(job.reason),
                 ]

@@ -106,7 +106,7 @@ public final class Runner: Sendable {
             next = .fail(failure)
         } else {
             next = .enqueue(
-                key: key, spec: spec(record, parameters, resolved.environment), metadata: metadata, pool: pool.name,
+                key: key, spec: spec(record, resolved.environment), metadata: metadata, pool: pool.name,
                 parameters: parameterBytes, waitingFor: resolved.waitingFor)
         }
         let servable = "\(record.id)@\(record.version)"
@@ -190,10 +190,12 @@ public final class Runner: Sendable {
         }
     }
 
-    func spec(_ record: RegistryRecord, _ parameters: JSONValue, _ environment: WorkerEnvironment) -> ServableSpec {
+    /// What a pilot loads: one worker per servable version and environment, whatever the
+    /// parameters (they travel with each batch), so that parameters never mint workers.
+    func spec(_ record: RegistryRecord, _ environment: WorkerEnvironment) -> ServableSpec {
         ServableSpec(
-            key: Self.queueKey(digest: record.digest, parameters: parameters), digest: record.digest, directory: record.directory,
-            metadata: record.metadata.document, environment: environment)
+            key: record.digest, digest: record.digest, directory: record.directory, metadata: record.metadata.document,
+            environment: environment)
     }
 
     /// For a task not yet running: the environment build it waits for, as the API shows it.
@@ -209,7 +211,8 @@ public final class Runner: Sendable {
             seconds: Int(Date().timeIntervalSince(since)))
     }
 
-    /// Items with different parameters never share a batch.
+    /// The dispatcher's queue: items with different parameters never share a batch (they may
+    /// share a worker: see `spec`).
     static func queueKey(digest: String, parameters: JSONValue) -> String {
         if parameters.objectValue?.isEmpty ?? true { return digest }
         return digest + "+" + ContentDigest.sha256Hex(parameters.encoded()).prefix(12)
@@ -258,7 +261,7 @@ public final class Runner: Sendable {
                 continue
             }
             await dispatcher.enqueue(
-                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, parameters, resolved.environment),
+                key: Self.queueKey(digest: first.digest, parameters: parameters), spec: spec(record, resolved.environment),
                 metadata: record.metadata, pool: pool.name, parameters: first.parameters, items: queued, waitingFor: resolved.waitingFor)
         }
         if !failed.isEmpty { await waiters.finished(try await store.complete(failed)) }

@@ -1,0 +1,106 @@
+import DLHubCluster
+import DLHubCore
+import DLHubTesting
+import Foundation
+import Testing
+
+/// One user does not decide how many workers a node runs (issue 17, finding 5).
+extension ClusterServingTests {
+    @Suite struct FairSharingTests {
+        init() throws {
+            try TestUsers.require()
+            try DevCluster.require()
+        }
+
+        /// Python workers running on this machine (every node of the dev cluster is local): the shim
+        /// is `/dlhub/worker.py` inside a sandbox, `dlhub_worker.py` outside one.
+        static func workerCount() throws -> Int {
+            let out = try Subprocess.run("/usr/bin/ps", ["-eo", "comm=,args="]).stdout
+            return out.split(separator: "\n").filter { $0.hasPrefix("python") && $0.contains("worker.py") }.count
+        }
+
+        /// Found from outside: 60 requests with 60 different `parameters` objects put 30 Python
+        /// workers on 2 pilots whose limit was 8 each, and one of the 60 failed. Each parameter set
+        /// was its own queue key and its own resident worker, and a load under way did not count.
+        @Test func distinctParametersNeverMintWorkersPastThePilotsLimit() async throws {
+            let perPilot = 3
+            let h = try await ServingHarness(
+                pools: [ServingHarness.pool("cpu", max: 2, extra: ["max_workers_per_pilot": .int(Int64(perPilot))])])
+            defer { h.stop() }
+            let id = try await h.publish(
+                try ServingFixtures.pythonModule(
+                    in: h.work.path, name: "scaled", module: "scaled",
+                    code: "import time\ndef run(x, scale=1):\n    time.sleep(0.05)\n    return x * scale\n", function: "run",
+                    input: ["type": "integer"], output: ["type": "integer"]))
+            let before = try Self.workerCount()
+            let watching = Task {
+                var most = 0
+                while !Task.isCancelled {
+                    most = max(most, (try? Self.workerCount()) ?? 0)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return most
+            }
+            let count = 60
+            let outputs = try await withThrowingTaskGroup(of: (Int, APIClient.Reply).self) { group in
+                for i in 1...count {
+                    group.addTask { (i, try await h.api.run(id, ["input": 7, "parameters": ["scale": .int(Int64(i))]], wait: 120)) }
+                }
+                var all: [(Int, APIClient.Reply)] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            watching.cancel()
+            let most = await watching.value - before
+            for (i, reply) in outputs {
+                #expect(reply.json["output"]?.intValue == Int64(7 * i), "scale \(i): \(reply.status) \(reply.json)")
+            }
+            print("fair sharing: at most \(most) workers for 60 parameter sets")
+            let pilots = try await h.pilots().count
+            #expect(pilots >= 1 && pilots <= 2)
+            #expect(most <= perPilot * 2, "\(most) workers ran on \(pilots) pilots whose limit is \(perPilot) each")
+        }
+
+        /// Loads run side by side on a pilot (a load must not hold up the frames behind it) and did
+        /// not count: a dozen servables asked for at once started a dozen workers on a pilot whose
+        /// limit is 2. A load now takes a slot at the service and a place under the pilot's limit;
+        /// one that does not fit waits for a worker to free up, and every request is answered.
+        @Test func loadsCountAgainstTheWorkerLimitAndOnesThatDoNotFitWait() async throws {
+            let perPilot = 2
+            let h = try await ServingHarness(
+                pools: [ServingHarness.pool("cpu", max: 1, extra: ["max_workers_per_pilot": .int(Int64(perPilot))])])
+            defer { h.stop() }
+            var ids: [String] = []
+            for n in 0..<12 {
+                ids.append(
+                    try await h.publish(
+                        try ServingFixtures.pythonModule(
+                            in: h.work.path, name: "many\(n)", module: "many\(n)",
+                            code: "import time\ntime.sleep(0.3)\ndef run(x):\n    return x + \(n)\n", function: "run",
+                            input: ["type": "integer"], output: ["type": "integer"])))
+            }
+            // A pilot first, so that every load goes to it at once.
+            #expect(try await h.api.run(ids[0], ["input": 1], wait: 120).json["output"] == 1)
+            let before = try Self.workerCount() - 1
+            let watching = Task {
+                var most = 0
+                while !Task.isCancelled {
+                    most = max(most, (try? Self.workerCount()) ?? 0)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return most
+            }
+            let outputs = try await withThrowingTaskGroup(of: (Int, APIClient.Reply).self) { group in
+                for (n, id) in ids.enumerated() { group.addTask { (n, try await h.api.run(id, ["input": 100], wait: 120)) } }
+                var all: [(Int, APIClient.Reply)] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            watching.cancel()
+            let most = await watching.value - before
+            print("fair sharing: at most \(most) workers for 12 servables loaded at once")
+            for (n, reply) in outputs { #expect(reply.json["output"]?.intValue == Int64(100 + n), "many\(n): \(reply.json)") }
+            #expect(most <= perPilot, "\(most) workers ran on a pilot whose limit is \(perPilot)")
+        }
+    }
+}
