@@ -88,7 +88,8 @@ public enum LocalTrial {
         let worker: WorkerProcess
         do {
             worker = try WorkerProcess(
-                launch: launch, id: "trial", gpus: [], startTimeout: settings.loadTimeout, maxLineBytes: 64 << 20, label: "trial")
+                launch: launch, id: "trial", gpus: [], startTimeout: settings.loadTimeout, maxLineBytes: 64 << 20, maxProcesses: 1024,
+                copyingStderr: .max, label: "trial")
         } catch let failure as WorkerProcess.Failure {
             var log = ""
             if case .notReady(_, let stderr) = failure { log = stderr }

@@ -21,6 +21,8 @@ public actor PilotAgent {
         public var neverBound: [String] = []
         public var containerCommand = ApptainerCommand.defaultTemplate
         public var workerTmpMB = 1024
+        /// Processes one worker may run at once (see `ProcessWatch`).
+        public var workerMaxProcesses = 128
         public var workerNetwork = false
         /// The job's GPUs (`CUDA_VISIBLE_DEVICES`), shared out to workers that declare GPUs.
         public var visibleDevices: String?
@@ -521,6 +523,7 @@ public actor PilotAgent {
         let timeout = settings.startTimeoutSeconds
         let pinned = devices
         let lineLimit = frameLimit
+        let processLimit = settings.workerMaxProcesses
         let started = ContinuousClock.now
         do {
             let worker = try await withCheckedThrowingContinuation { continuation in
@@ -528,7 +531,8 @@ public actor PilotAgent {
                     do {
                         continuation.resume(
                             returning: try WorkerProcess(
-                                launch: launch, id: token, gpus: pinned, startTimeout: timeout, maxLineBytes: lineLimit, label: label))
+                                launch: launch, id: token, gpus: pinned, startTimeout: timeout, maxLineBytes: lineLimit,
+                                maxProcesses: processLimit, label: label))
                     } catch { continuation.resume(throwing: error) }
                 }
             }

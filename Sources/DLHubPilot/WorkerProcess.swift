@@ -27,6 +27,8 @@ final class WorkerProcess: @unchecked Sendable {
         case protocolError(String)
         /// The worker could not load its servable; `stderr` is what it wrote meanwhile.
         case notReady(String, stderr: String)
+        /// The pilot stopped it: it ran `processes` processes, more than `limit` (see `ProcessWatch`).
+        case tooManyProcesses(processes: Int, limit: Int)
 
         var description: String {
             switch self {
@@ -35,6 +37,9 @@ final class WorkerProcess: @unchecked Sendable {
             case .timedOut(let s): return "the worker did not answer within the servable's timeout of \(Self.format(s)) s and was killed"
             case .protocolError(let m): return m
             case .notReady(let m, _): return m
+            case .tooManyProcesses(let n, let limit):
+                return
+                    "the worker ran \(n) processes at once, more than the \(limit) processes a worker may run on this pilot (worker_max_processes), and was stopped"
             }
         }
 
@@ -48,9 +53,24 @@ final class WorkerProcess: @unchecked Sendable {
 
     /// A reply line longer than this is refused and the worker stopped (its outputs could not be sent anyway).
     let maxLineBytes: Int
+    /// Processes the worker may run at once.
+    let maxProcesses: Int
+    /// Set (from the watch's thread) when `ProcessWatch` stopped the worker: how many it ran.
+    private let overLimit = Locked<Int?>(nil)
+    /// Bytes of stderr still to be copied to the pilot's own stderr (its log; see `readStderr`).
+    private var pilotLogBudget: Int
 
-    init(launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, maxLineBytes: Int, label: String) throws {
+    /// What of one worker's stderr reaches the pilot's log on the shared filesystem, at most; the
+    /// owner's logs keep the last 16 KiB of each batch's (`StderrLog`).
+    static let pilotLogBytes = 256 * 1024
+
+    init(
+        launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, maxLineBytes: Int, maxProcesses: Int,
+        copyingStderr copied: Int = WorkerProcess.pilotLogBytes, label: String
+    ) throws {
         self.maxLineBytes = maxLineBytes
+        pilotLogBudget = copied
+        self.maxProcesses = maxProcesses
         queue = DispatchQueue(label: "dlhub.worker.\(label)")
         scratch = launch.scratch
         self.id = id
@@ -65,6 +85,12 @@ final class WorkerProcess: @unchecked Sendable {
         } catch {
             try? FileManager.default.removeItem(atPath: scratch)
             throw Failure.protocolError("cannot start the worker (\(launch.command[0])): \(error)")
+        }
+        let child = process!
+        let overLimit = self.overLimit
+        ProcessWatch.shared.watch(child.pid, limit: maxProcesses) { processes in
+            overLimit.set(processes)
+            child.send(SIGKILL)
         }
         // Stderr is read in the same loop as stdout: whatever a worker wrote there before its
         // reply is in hand when the reply is, so it is charged to the right batch.
@@ -153,7 +179,16 @@ final class WorkerProcess: @unchecked Sendable {
             let n = read(fd, &chunk, chunk.count)
             if n > 0 {
                 let data = Data(chunk[..<n])
-                FileHandle.standardError.write(data)
+                if pilotLogBudget > 0 {
+                    FileHandle.standardError.write(data.prefix(pilotLogBudget))
+                    pilotLogBudget -= min(n, pilotLogBudget)
+                    if pilotLogBudget == 0 {
+                        FileHandle.standardError.write(
+                            Data(
+                                "\n[dlhub-pilot: this worker wrote more than \(Self.pilotLogBytes / 1024) KiB to stderr; the rest is not copied here (its owner sees the last 16 KiB of each batch in `dlhub logs`)]\n"
+                                    .utf8))
+                    }
+                }
                 stderrLog.append(data)
                 continue
             }
@@ -180,6 +215,7 @@ final class WorkerProcess: @unchecked Sendable {
         let status = process.wait()
         drainStderr(until: Date().addingTimeInterval(0.2))
         cleanUp()
+        if let processes = overLimit.get() { return .tooManyProcesses(processes: processes, limit: maxProcesses) }
         return .exited(status: status, stderr: stderrLog.lastLines())
     }
 
@@ -195,6 +231,7 @@ final class WorkerProcess: @unchecked Sendable {
     }
 
     private func cleanUp() {
+        ProcessWatch.shared.forget(process.pid)
         try? FileManager.default.removeItem(atPath: scratch)
     }
 }

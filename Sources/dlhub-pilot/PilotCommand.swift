@@ -27,7 +27,10 @@ struct PilotCommand: AsyncParsableCommand {
     var neverBind: [String] = []
     @Option(name: .customLong("container-command"), help: "One word of the Apptainer command template (repeatable, in order).")
     var containerCommand: [String] = []
-    @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, in MB.") var workerTmpMB: Int = 1024
+    @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, /dev/shm and /scratch, in MB.")
+    var workerTmpMB: Int = 1024
+    @Option(name: .customLong("worker-max-processes"), help: "Processes one worker may run at once; past it the worker is stopped.")
+    var workerMaxProcesses: Int = 128
     @Flag(name: .customLong("worker-network"), help: "Let workers keep the node's network.") var workerNetwork = false
     @Option(
         name: .customLong("service-file"),
@@ -72,6 +75,7 @@ struct PilotCommand: AsyncParsableCommand {
         settings.neverBound = neverBind
         if !containerCommand.isEmpty { settings.containerCommand = containerCommand }
         settings.workerTmpMB = workerTmpMB
+        settings.workerMaxProcesses = max(1, workerMaxProcesses)
         settings.workerNetwork = workerNetwork
         settings.visibleDevices = env["CUDA_VISIBLE_DEVICES"]
         var options = PilotClient.Options(

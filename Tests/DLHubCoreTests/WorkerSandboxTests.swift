@@ -33,13 +33,16 @@ import Testing
         #expect(readOnly.contains { $0 == ("/envs/py-1", "/envs/py-1") })
         #expect(!readOnly.contains { $0.0 == "/usr/lib/x" }, "already visible through /usr")
         #expect(!readOnly.contains { $0.0.hasPrefix("/registry") && $0.1 != "/servable" }, "nothing else of the registry")
-        #expect(pairs(args, "--bind").map(\.1) == ["/scratch"])
+        #expect(pairs(args, "--bind").isEmpty, "nothing of the node is writable")
+        // Everything a worker may write is a tmpfs of a bounded size (scratch on disk was not).
+        let sized = args.indices.filter { args[$0] == "--tmpfs" && $0 >= 2 && args[$0 - 2] == "--size" && args[$0 - 1] == "1048576" }
+        #expect(sized.map { args[$0 + 1] } == ["/tmp", "/dev/shm", "/scratch"])
+        #expect(args.filter { $0 == "--tmpfs" }.count == 3, "no unsized tmpfs")
         #expect(pairs(args, "--symlink").contains { $0 == ("usr/lib", "/lib") })
         let env = Dictionary(pairs(args, "--setenv").map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         #expect(env["HOME"] == "/scratch" && env["DLHUB_SERVABLE_DIR"] == "/servable" && env["OMP_NUM_THREADS"] == "2")
         #expect(env.keys.allSatisfy { !$0.hasPrefix("SLURM") && !$0.hasPrefix("DLHUB_PILOT") })
         #expect(Array(args.suffix(4)) == ["--", "/envs/py-1/bin/python", "/dlhub/worker.py", "/servable"])
-        #expect(args.contains("1048576"), "the private /tmp is sized")
     }
 
     @Test func networkAndDevicesOnlyWhenGranted() {

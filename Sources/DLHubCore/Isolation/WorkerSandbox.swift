@@ -2,8 +2,9 @@
 ///
 /// A sandboxed worker sees, read-only, its own servable at `/servable`, the worker shim at
 /// `/dlhub/worker.py`, its environment (interpreter, packages, modules) at the paths it was built
-/// at, and the system's software (`/usr`, a few files from `/etc`); a private scratch directory at
-/// `/scratch` and a private `/tmp`. Nothing else: not the registry, the service's state, munge,
+/// at, and the system's software (`/usr`, a few files from `/etc`); a private `/scratch` (its
+/// `HOME`), `/tmp` and `/dev/shm`, each a tmpfs of `limits.tmpBytes`, so that what a worker can
+/// write is bounded whatever it does (a node-local scratch directory on disk was not). Nothing else: not the registry, the service's state, munge,
 /// other processes, the network (unless its pool allows it) or anyone's home. Pure: the pilot
 /// gathers the paths and runs what this renders.
 public struct WorkerSandbox: Sendable, Equatable {
@@ -90,10 +91,11 @@ public struct WorkerSandbox: Sendable, Equatable {
             for path in ["/etc/resolv.conf", "/etc/ssl", "/etc/ca-certificates"] { a += ["--ro-bind-try", path, path] }
         }
         a += ["--proc", "/proc", "--dev", "/dev"]
-        a += ["--size", String(limits.tmpBytes), "--tmpfs", "/tmp"]
+        let size = String(limits.tmpBytes)
+        a += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
         a += ["--ro-bind", servableDirectory, Self.servableMount]
         if case .python(_, let shim) = program { a += ["--ro-bind", shim, Self.shimMount] }
-        a += ["--bind", scratchDirectory, Self.scratchMount]
+        a += ["--size", size, "--tmpfs", Self.scratchMount]
         for path in Set(readOnlyPaths).sorted() where !path.hasPrefix("/usr/") && path != "/usr" { a += ["--ro-bind", path, path] }
         for device in devices.sorted() { a += ["--dev-bind", device, device] }
         a.append("--clearenv")
@@ -127,7 +129,7 @@ public struct WorkerLimits: Sendable, Equatable {
     public var memoryBytes: UInt64?
     public var openFiles: Int
     public var processes: Int
-    /// Size of the private `/tmp`.
+    /// Size of each of the private `/tmp`, `/dev/shm` and `/scratch` (tmpfs mounts).
     public var tmpBytes: UInt64
 
     public init(memoryBytes: UInt64? = nil, openFiles: Int = 4096, processes: Int = 1024, tmpBytes: UInt64 = 1 << 30) {

@@ -55,7 +55,7 @@ public struct ServiceConfiguration: Sendable {
     public var pilotListenHost: String = "127.0.0.1"
     public var pilotListenPort: Int = 0
     /// How pilots sandbox workers (`isolation`, `bubblewrap`, `sandbox_read_only_paths`,
-    /// `container_command`, `worker_tmp_mb`, `modulepath`).
+    /// `container_command`, `worker_tmp_mb`, `worker_max_processes`, `modulepath`).
     public var sandbox = SandboxSettings()
     /// How servables' Python environments are built (`environments_root`, `environment_python`,
     /// `environment_installer`, `uv`, `package_index`, `environment_cache`, `environment_gc_days`).
@@ -205,6 +205,7 @@ public struct ServiceConfiguration: Sendable {
                 try ApptainerCommand.validate(words)
                 sandbox.containerCommand = words
             case "worker_tmp_mb": sandbox.workerTmpMB = max(1, try int())
+            case "worker_max_processes": sandbox.workerMaxProcesses = max(1, try int())
             case "environments_root": environments.root = try absolutePath()
             case "environment_python": environments.basePython = try absolutePath()
             case "environment_installer":

@@ -86,8 +86,10 @@ public struct SandboxSettings: Sendable, Hashable {
     public var neverBound: [String] = []
     /// The Apptainer command template for container servables.
     public var containerCommand: [String] = ApptainerCommand.defaultTemplate
-    /// Size of each worker's private `/tmp`, in MB.
+    /// Size of each worker's private `/tmp`, `/dev/shm` and `/scratch`, in MB.
     public var workerTmpMB: Int = 1024
+    /// Processes one worker may run at once (its own, not the service account's on the node).
+    public var workerMaxProcesses: Int = 128
     /// Where Lmod finds modulefiles on the compute nodes (`MODULEPATH`), when not the default.
     public var modulePath: [String] = []
 
@@ -95,7 +97,10 @@ public struct SandboxSettings: Sendable, Hashable {
 
     /// The `dlhub-pilot` options that carry these settings (`{{sandbox_options}}` in the template).
     public func pilotOptions(network: Bool) -> [String] {
-        var out = ["--isolation", isolation.rawValue, "--bubblewrap", bubblewrap, "--worker-tmp-mb", String(workerTmpMB)]
+        var out = [
+            "--isolation", isolation.rawValue, "--bubblewrap", bubblewrap, "--worker-tmp-mb", String(workerTmpMB),
+            "--worker-max-processes", String(workerMaxProcesses),
+        ]
         for path in readOnlyPaths { out += ["--read-only", path] }
         for path in neverBound { out += ["--never-bind", path] }
         if containerCommand != ApptainerCommand.defaultTemplate {
