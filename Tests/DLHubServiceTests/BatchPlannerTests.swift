@@ -1,6 +1,7 @@
 import DLHubCore
 import DLHubTesting
 import Foundation
+import PropertyBased
 import Testing
 
 @testable import DLHubService
@@ -66,5 +67,96 @@ import Testing
         let first = planner.take("k", freeSlots: 1)
         planner.putBack("k", template: nil, items: first)
         #expect(planner.take("k", freeSlots: 1).map(\.id) == first.map(\.id))
+    }
+
+    /// Found by reading the planner: items of one queue went first in, first out, so 10,000
+    /// inputs one user sent first stood in front of another user's one input.
+    @Test func usersOfOneQueueShareEachBatch() {
+        var planner = BatchPlanner(maxBatchBytes: 1 << 20)
+        planner.add("k", template: queue("k"), items: items(1000, owner: "alice"))
+        planner.add("k", template: queue("k"), items: items(1, from: 5000, owner: "bob"))
+        let batch = planner.take("k", freeSlots: 1)
+        #expect(batch.count == 4)
+        #expect(batch.contains { $0.owner == "bob" }, "bob waits behind 1000 of alice's inputs: \(batch.map(\.owner))")
+        #expect(planner.pendingByUser == ["alice": 997])
+    }
+
+    /// Found by reading the planner: queues took turns, so a user with ten servables had ten
+    /// turns for each one of a user with one.
+    @Test func usersTakeTurnsWhateverTheirNumberOfQueues() {
+        var planner = BatchPlanner(maxBatchBytes: 1 << 20)
+        for i in 0..<10 { planner.add("a\(i)", template: queue("a\(i)"), items: items(100, from: UInt64(i * 1000), owner: "alice")) }
+        planner.add("b", template: queue("b"), items: items(100, from: 50_000, owner: "bob"))
+        var served: [String] = []
+        for _ in 0..<10 {
+            guard let key = planner.ready.first else { break }
+            served.append(planner.take(key, freeSlots: 1).first?.owner ?? "?")
+        }
+        #expect(served == ["alice", "bob", "alice", "bob", "alice", "bob", "alice", "bob", "alice", "bob"])
+    }
+
+    /// Generated traffic (users, queues, adds, takes, put-backs, cancellations): nothing is lost
+    /// or doubled, each user's items of a queue leave in the order they came, the counts agree,
+    /// and with one slot at a time a user with work ready is served within as many batches as
+    /// there are users waiting.
+    @Test func generatedTrafficLosesNothingKeepsOrderAndServesEveryUserInTurn() async {
+        let op = Gen.int(in: 0...5).array(of: 1...120)
+        let who = Gen.int(in: 0...3).array(of: 120...120)
+        let which = Gen.int(in: 0...3).array(of: 120...120)
+        await propertyCheck(count: 300, input: op, who, which) { ops, users, keys in
+            var planner = BatchPlanner(maxBatchBytes: 1 << 20)
+            var next: UInt64 = 0
+            var added: [UInt64: Dispatcher.QueuedItem] = [:]
+            var out: [UInt64] = []
+            var lastOut: [String: UInt64] = [:]
+            var cancelled = 0
+            var waitedSince: [String: Int] = [:]
+            var takes = 0
+            for (n, kind) in ops.enumerated() {
+                let user = "u\(users[n])"
+                let key = "q\(keys[n])"
+                switch kind {
+                case 0, 1, 2:
+                    let batch = (0..<(kind + 1) * 3).map { i in
+                        Dispatcher.QueuedItem(id: next + UInt64(i), taskID: "t\(n)", owner: user, payload: [49])
+                    }
+                    next += UInt64(batch.count)
+                    for item in batch { added[item.id] = item }
+                    planner.add(key, template: queue(key), items: batch)
+                case 3, 4:
+                    guard let first = planner.ready.first else { continue }
+                    let waiting = Set(planner.ready.flatMap { planner.queues[$0]!.owners })
+                    let batch = planner.take(first, freeSlots: 1)
+                    takes += 1
+                    #expect(!batch.isEmpty)
+                    for owner in Set(batch.map(\.owner)) { waitedSince[owner] = nil }
+                    for owner in waiting where waitedSince[owner] == nil && !batch.contains(where: { $0.owner == owner }) {
+                        waitedSince[owner] = takes
+                    }
+                    for (owner, since) in waitedSince where waiting.contains(owner) {
+                        #expect(takes - since < waiting.count, "\(owner) waited \(takes - since) batches among \(waiting.count) users")
+                    }
+                    if kind == 4 {
+                        planner.putBack(first, template: nil, items: batch)
+                    } else {
+                        for item in batch {
+                            // Per user and queue: in the order they came (ids grow with time).
+                            let lane = item.owner + "/" + first
+                            #expect((lastOut[lane] ?? 0) <= item.id || lastOut[lane] == nil, "\(lane) out of order")
+                            lastOut[lane] = item.id
+                            out.append(item.id)
+                        }
+                    }
+                default:
+                    cancelled += planner.remove(key, task: "t\(max(0, n - 3))").count
+                }
+                #expect(planner.pending == planner.pendingByUser.values.reduce(0, +))
+            }
+            var rest: [UInt64] = []
+            for key in planner.queues.keys { rest += planner.drain(key).map(\.id) }
+            #expect(Set(out).count == out.count, "an item left twice")
+            #expect(out.count + rest.count + cancelled == added.count, "an item was lost or doubled")
+            #expect(planner.pendingByUser.isEmpty)
+        }
     }
 }

@@ -102,5 +102,87 @@ extension ClusterServingTests {
             for (n, reply) in outputs { #expect(reply.json["output"]?.intValue == Int64(100 + n), "many\(n): \(reply.json)") }
             #expect(most <= perPilot, "\(most) workers ran on a pilot whose limit is \(perPilot)")
         }
+
+        /// Found by reading the planner: the items of a queue went first in, first out, so one
+        /// user's long request stood in front of every other user of the same servable. Now the
+        /// users of a queue share each batch: bob's one input is answered while most of alice's
+        /// 400 are still waiting.
+        @Test func oneUsersLongRequestDoesNotStarveAnotherUserOfTheSameServable() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 1)])
+            defer { h.stop() }
+            let alice = APIClient(url: h.service.url)
+            try await alice.login(as: TestUsers.alice)
+            let bob = APIClient(url: h.service.url)
+            try await bob.login(as: TestUsers.bob)
+            let dir = try ServingFixtures.pythonModule(
+                in: h.work.path, name: "steady", module: "steady",
+                code: "import time\ndef run(x):\n    time.sleep(0.05)\n    return x + 1\n",
+                function: "run", input: ["type": "integer"], output: ["type": "integer"], maxBatchSize: 4)
+            #expect(try await alice.publish(directory: dir).status == 201)
+            #expect(try await alice.run("alice/steady", ["input": 0], wait: 120).json["output"] == 1, "a resident worker first")
+            let long = try await alice.send(
+                "POST", "/v1/servables/alice/steady/run?wait=0", json: ["inputs": .array((0..<400).map { .int(Int64($0)) })])
+            guard let task = long.json["id"]?.stringValue else {
+                Issue.record("alice's request was not accepted: \(long.json)")
+                return
+            }
+            let answer = try await bob.run("alice/steady", ["input": 41], wait: 120)
+            let left = try await alice.send("GET", "/v1/tasks/\(task)").json["remaining"]?.intValue ?? -1
+            print("fair sharing: bob answered with \(left) of alice's 400 inputs still waiting")
+            #expect(answer.json["output"] == 42, "\(answer.json)")
+            #expect(left > 200, "bob waited behind alice's request: \(left) of her 400 inputs were left when he was answered")
+            var done = try await alice.send("GET", "/v1/tasks/\(task)?wait=30").json
+            let deadline = Date().addingTimeInterval(300)
+            while !TaskDocument.finishedStatuses.contains(done["status"]?.stringValue ?? ""), Date() < deadline {
+                done = try await alice.send("GET", "/v1/tasks/\(task)?wait=30").json
+            }
+            #expect(done["status"] == "completed", "\(done["status"] ?? .null)")
+        }
+
+        /// Found by reading the environment store: builds started first come, first served, two
+        /// at a time, so a user who published six servables with their own dependencies kept
+        /// another user's one build waiting behind all six. Users now take turns for the build
+        /// slots: bob's starts at the first free one.
+        @Test func oneUsersManyEnvironmentBuildsDoNotStandInFrontOfAnotherUsersOne() async throws {
+            let wheels =
+                (0..<6).map {
+                    LocalPackageIndex.Wheel(name: "dlhub-test-a\($0)", version: "1.0", files: ["dlhub_test_a\($0).py": "x = \($0)\n"])
+                }
+                + [LocalPackageIndex.Wheel(name: "dlhub-test-b0", version: "1.0", files: ["dlhub_test_b0.py": "x = 0\n"])]
+            let index = try LocalPackageIndex(delay: 1.5, wheels: wheels)
+            defer { index.stop() }
+            let h = try await ServingHarness(
+                pools: [ServingHarness.pool("cpu", max: 1)], extraConfig: ["package_index": .string(index.url)])
+            defer { h.stop() }
+            let alice = APIClient(url: h.service.url)
+            try await alice.login(as: TestUsers.alice)
+            let bob = APIClient(url: h.service.url)
+            try await bob.login(as: TestUsers.bob)
+            for n in 0..<6 {
+                let dir = try ServingFixtures.pythonModule(
+                    in: h.work.path, name: "needs\(n)", module: "needs\(n)", code: "def run(x):\n    return x\n", function: "run",
+                    dependencies: ["dlhub-test-a\(n)": "1.0"])
+                #expect(try await alice.publish(directory: dir).status == 201)
+            }
+            let mine = try ServingFixtures.pythonModule(
+                in: h.work.path, name: "bobs", module: "bobs", code: "def run(x):\n    return x\n", function: "run",
+                dependencies: ["dlhub-test-b0": "1.0"])
+            #expect(try await bob.publish(directory: mine).status == 201)
+            // The order in which the seven environments become ready.
+            var order: [String] = []
+            let deadline = Date().addingTimeInterval(300)
+            while order.count < 7, Date() < deadline {
+                let listed = try await h.api.send("GET", "/v1/environments").json["environments"]?.arrayValue ?? []
+                for env in listed where env["state"] != "building" {
+                    let package = env["packages"]?.arrayValue?.first?.stringValue ?? "?"
+                    if !order.contains(package) { order.append(package) }
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            print("fair sharing: environments ready in the order \(order)")
+            #expect(order.count == 7, "\(order)")
+            let position = order.firstIndex(of: "dlhub-test-b0==1.0") ?? 7
+            #expect(position < 5, "bob's one build waited behind alice's: \(order)")
+        }
     }
 }

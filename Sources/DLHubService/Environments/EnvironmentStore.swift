@@ -36,7 +36,11 @@ public actor EnvironmentStore {
     var baseVersion = ""
     var entries: [String: Entry] = [:]
     var building = 0
-    var pending: [String] = []
+    /// Builds waiting for one of the `maximumConcurrentBuilds`, and whose servable asked for each.
+    var pending: [(id: String, user: String)] = []
+    /// When each user's latest build started (a count of starts): users take turns.
+    var lastStart: [String: UInt64] = [:]
+    var starts: UInt64 = 0
     var listener: (@Sendable (String, Status) async -> Void)?
     let builds = Counter(label: "dlhub_environment_builds_total")
     let buildFailures = Counter(label: "dlhub_environment_build_failures_total")
@@ -123,14 +127,15 @@ public actor EnvironmentStore {
         entries[id(for: requirements)]?.status
     }
 
-    /// The environment's status, starting its build when there is none yet.
+    /// The environment's status, starting its build when there is none yet. `user` is the owner
+    /// of the servable that needs it: users take turns for the build slots.
     @discardableResult
-    public func ensure(_ requirements: PythonRequirements) -> (id: String, status: Status) {
+    public func ensure(_ requirements: PythonRequirements, for user: String) -> (id: String, status: Status) {
         let id = id(for: requirements)
         if let entry = entries[id] { return (id, entry.status) }
         let status = Status.building(since: Date())
         entries[id] = Entry(id: id, requirements: requirements, status: status)
-        schedule(id)
+        schedule(id, for: user)
         return (id, status)
     }
 
@@ -143,7 +148,7 @@ public actor EnvironmentStore {
         await listener?(id, .building(since: Date()))
         try await BlockingIO.run { () throws(DLHubError) in Self.remove(id, in: root) }
         entries[id]?.status = .building(since: Date())
-        schedule(id)
+        schedule(id, for: "")
         return .building(since: Date())
     }
 
@@ -193,18 +198,33 @@ public actor EnvironmentStore {
 
     // MARK: Building
 
-    private func schedule(_ id: String) {
-        pending.append(id)
+    private func schedule(_ id: String, for user: String) {
+        pending.append((id, user))
         startPending()
     }
 
     private func startPending() {
         while building < Self.maximumConcurrentBuilds, !pending.isEmpty {
-            let id = pending.removeFirst()
-            guard let entry = entries[id] else { continue }
+            let next = pending.remove(at: Self.nextBuild(pending.map(\.user), lastStart: lastStart))
+            starts += 1
+            lastStart[next.user] = starts
+            if lastStart.count > 4 * pending.count + 1024 {
+                let waiting = Set(pending.map(\.user))
+                lastStart = lastStart.filter { waiting.contains($0.key) }
+            }
+            guard let entry = entries[next.id] else { continue }
             building += 1
             Task { await self.build(entry) }
         }
+    }
+
+    /// Which waiting build starts next: that of the user whose latest build started longest ago
+    /// (or never), oldest first within a user, so that one user's hundred builds do not stand in
+    /// front of another's one (found by reading the store: it was first come, first served).
+    static func nextBuild(_ users: [String], lastStart: [String: UInt64]) -> Int {
+        var best = 0
+        for i in users.indices.dropFirst() where (lastStart[users[i]] ?? 0) < (lastStart[users[best]] ?? 0) { best = i }
+        return best
     }
 
     private func build(_ entry: Entry) async {

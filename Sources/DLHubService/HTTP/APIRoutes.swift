@@ -43,7 +43,7 @@ struct APIRoutes: Sendable {
             let record = try await catalog.publish(archive: spool.path, owner: owner, caller: caller, limits: archiveLimits)
             // Its environment starts building now, so that the first run does not wait for all of it.
             if record.metadata.environment.kind == .python, environments.enabled {
-                await environments.ensure(record.metadata.environment.requirements)
+                await environments.ensure(record.metadata.environment.requirements, for: record.owner)
             }
             return Response.json(
                 [

@@ -177,7 +177,7 @@ public final class Runner: Sendable {
         let declared = record.metadata.environment
         var environment = WorkerEnvironment(modules: declared.modules, image: declared.image, network: pool.workerNetwork)
         guard declared.kind == .python, environments.enabled else { return (environment, nil, nil) }
-        let (id, status) = await environments.ensure(declared.requirements)
+        let (id, status) = await environments.ensure(declared.requirements, for: record.owner)
         switch status {
         case .ready(let interpreter):
             environment.interpreter = interpreter
