@@ -21,7 +21,7 @@ public actor PilotAgent {
         public var neverBound: [String] = []
         public var containerCommand = ApptainerCommand.defaultTemplate
         public var workerTmpMB = 1024
-        /// Processes one worker may run at once (see `ProcessWatch`).
+        /// Processes and threads one worker may run at once (see `ProcessWatch`).
         public var workerMaxProcesses = 128
         public var workerNetwork = false
         /// The job's GPUs (`CUDA_VISIBLE_DEVICES`), shared out to workers that declare GPUs.
@@ -48,6 +48,7 @@ public actor PilotAgent {
             l.workerScript = workerScript
             l.memoryMB = memoryMB
             l.maxWorkers = maxWorkers
+            l.workerMaxProcesses = workerMaxProcesses
             return l
         }
     }

@@ -1,20 +1,22 @@
 import Foundation
 import Glibc
 
-/// Holds each worker to its own number of processes.
+/// Holds each worker to its own number of processes and threads.
 ///
 /// `RLIMIT_NPROC` counts every process and thread of the service account on the node, so it can
 /// only be a ceiling for all the pilot's workers together: one worker could hold a thousand
-/// processes and starve every other worker of the pilot of forks. A per-worker count needs a
-/// cgroup `pids.max`, which the service account is not delegated; so the pilot counts. Once a
-/// second it reads the process table and counts each worker's tree (its sandbox included: a
-/// process whose parent dies is re-parented to the sandbox's init, which stays in the tree); a
-/// worker past the bound is killed, tree and all, and its batch fails saying why.
+/// processes (or threads: found by the red team, whose worker held 1,118 threads in two
+/// processes until no other worker could start) and starve every other worker of the pilot. A
+/// per-worker count needs a cgroup `pids.max`, which the service account is not delegated; so
+/// the pilot counts. Once a second it reads the process table and counts the threads of each
+/// worker's tree (its sandbox included: a process whose parent dies is re-parented to the
+/// sandbox's init, which stays in the tree); a worker past the bound is killed, tree and all,
+/// and its batch fails saying why.
 final class ProcessWatch: @unchecked Sendable {
     static let shared = ProcessWatch()
 
-    /// Called with the tree's size when a worker is stopped; the worker keeps the reason.
-    typealias Stop = @Sendable (_ processes: Int) -> Void
+    /// Called with the tree's count of threads when a worker is stopped; the worker keeps the reason.
+    typealias Stop = @Sendable (_ tasks: Int) -> Void
 
     private let lock = NSLock()
     private var watched: [pid_t: (limit: Int, stop: Stop)] = [:]
@@ -45,13 +47,15 @@ final class ProcessWatch: @unchecked Sendable {
         let now = watched
         lock.unlock()
         guard !now.isEmpty else { return }
-        let trees = ProcessTree.trees(of: Set(now.keys), parents: ProcessTree.readParents())
+        let table = ProcessTree.readTable()
+        let trees = ProcessTree.trees(of: Set(now.keys), parents: table.mapValues(\.parent))
         for (root, members) in trees {
-            guard let entry = now[root], members.count > entry.limit else { continue }
+            let tasks = members.reduce(0) { $0 + max(1, table[$1]?.threads ?? 1) }
+            guard let entry = now[root], tasks > entry.limit else { continue }
             forget(root)
             // The root first, through its owner (its sandbox dies with it), then whatever of the
             // tree is left: a worker without a sandbox has no namespace to take its children along.
-            entry.stop(members.count)
+            entry.stop(tasks)
             for pid in members where pid != root { _ = kill(pid, SIGKILL) }
         }
     }
@@ -77,27 +81,34 @@ final class Locked<Value: Sendable>: @unchecked Sendable {
 /// The process table as parent links, and the trees below given roots. Pure but for
 /// `readParents`, which reads `/proc`.
 enum ProcessTree {
-    /// Every process's parent, from `/proc/<pid>/stat`.
-    static func readParents() -> [pid_t: pid_t] {
-        var parents: [pid_t: pid_t] = [:]
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return parents }
+    /// Every process's parent and thread count, from `/proc/<pid>/stat`.
+    static func readTable() -> [pid_t: (parent: pid_t, threads: Int)] {
+        var table: [pid_t: (parent: pid_t, threads: Int)] = [:]
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return table }
         for name in entries {
             guard let pid = pid_t(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/stat"),
-                let parent = parent(fromStat: Array(data))
+                let entry = entry(fromStat: Array(data))
             else { continue }
-            parents[pid] = parent
+            table[pid] = entry
         }
-        return parents
+        return table
     }
 
-    /// The parent pid in a `/proc/<pid>/stat` line: `pid (comm) state ppid ...`, where comm may
-    /// hold spaces and parentheses (it is whatever the process named itself), so the fields are
-    /// counted from the last `)`.
-    static func parent(fromStat line: [UInt8]) -> pid_t? {
+    /// Every process's parent (see `readTable`).
+    static func readParents() -> [pid_t: pid_t] { readTable().mapValues(\.parent) }
+
+    /// The parent pid in a `/proc/<pid>/stat` line (see `entry`).
+    static func parent(fromStat line: [UInt8]) -> pid_t? { entry(fromStat: line)?.parent }
+
+    /// The parent pid and the thread count in a `/proc/<pid>/stat` line: `pid (comm) state ppid
+    /// ...` with `num_threads` the 20th field, where comm may hold spaces and parentheses (it is
+    /// whatever the process named itself), so the fields are counted from the last `)`.
+    static func entry(fromStat line: [UInt8]) -> (parent: pid_t, threads: Int)? {
         guard let close = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         let fields = line[(close + 1)...].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-        guard fields.count >= 2 else { return nil }
-        return pid_t(String(decoding: fields[1], as: UTF8.self))
+        guard fields.count >= 2, let parent = pid_t(String(decoding: fields[1], as: UTF8.self)) else { return nil }
+        let threads = fields.count > 17 ? Int(String(decoding: fields[17], as: UTF8.self)) ?? 1 : 1
+        return (parent, threads)
     }
 
     /// Each root's tree (itself and every descendant) in `parents`; a root that is gone has none.

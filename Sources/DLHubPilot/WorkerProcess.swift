@@ -39,7 +39,7 @@ final class WorkerProcess: @unchecked Sendable {
             case .notReady(let m, _): return m
             case .tooManyProcesses(let n, let limit):
                 return
-                    "the worker ran \(n) processes at once, more than the \(limit) processes a worker may run on this pilot (worker_max_processes), and was stopped"
+                    "the worker ran \(n) processes and threads at once, more than the \(limit) processes and threads a worker may run on this pilot (worker_max_processes), and was stopped"
             }
         }
 
@@ -64,10 +64,14 @@ final class WorkerProcess: @unchecked Sendable {
     /// owner's logs keep the last 16 KiB of each batch's (`StderrLog`).
     static let pilotLogBytes = 256 * 1024
 
+    /// Names the worker's lines in the pilot's log.
+    let label: String
+
     init(
         launch: WorkerLauncher.Launch, id: String, gpus: [String], startTimeout: Double, maxLineBytes: Int, maxProcesses: Int,
         copyingStderr copied: Int = WorkerProcess.pilotLogBytes, label: String
     ) throws {
+        self.label = String(label.replacingOccurrences(of: "sha256:", with: "").prefix(12))
         self.maxLineBytes = maxLineBytes
         pilotLogBudget = copied
         self.maxProcesses = maxProcesses
@@ -173,27 +177,61 @@ final class WorkerProcess: @unchecked Sendable {
         }
     }
 
-    /// Reads what is waiting on stderr without blocking; false once it is closed.
+    /// Reads what is waiting on stderr without blocking, at most 1 MiB a call (a worker that
+    /// writes without end must not keep its reader from its deadline); false once it is closed.
     private func readStderr(_ fd: Int32) -> Bool {
-        while true {
+        for _ in 0..<16 {
             let n = read(fd, &chunk, chunk.count)
             if n > 0 {
                 let data = Data(chunk[..<n])
-                if pilotLogBudget > 0 {
-                    FileHandle.standardError.write(data.prefix(pilotLogBudget))
-                    pilotLogBudget -= min(n, pilotLogBudget)
-                    if pilotLogBudget == 0 {
-                        FileHandle.standardError.write(
-                            Data(
-                                "\n[dlhub-pilot: this worker wrote more than \(Self.pilotLogBytes / 1024) KiB to stderr; the rest is not copied here (its owner sees the last 16 KiB of each batch in `dlhub logs`)]\n"
-                                    .utf8))
-                    }
-                }
+                copyToPilotLog(data)
                 stderrLog.append(data)
                 continue
             }
             return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         }
+        return true
+    }
+
+    /// Whether the next byte copied to the pilot's log starts a line (and gets the prefix).
+    private var atLineStart = true
+
+    /// Copies stderr to the pilot's own (its log on the shared filesystem) within this worker's
+    /// budget and the pilot's: each line marked as the worker's, control characters (terminal
+    /// escapes) replaced, so that a worker cannot write lines that pass for the pilot's.
+    private func copyToPilotLog(_ data: Data) {
+        guard pilotLogBudget > 0 else { return }
+        let allowed = PilotLogBudget.shared.take(min(data.count, pilotLogBudget))
+        guard allowed > 0 else {
+            pilotLogBudget = 0
+            FileHandle.standardError.write(
+                Data("\n[worker \(label)] (the pilot's log holds all the workers' stderr it may; no more is copied)\n".utf8))
+            return
+        }
+        pilotLogBudget -= allowed
+        var out: [UInt8] = []
+        out.reserveCapacity(allowed + 64)
+        let prefix = Array("[worker \(label)] ".utf8)
+        for byte in data.prefix(allowed) {
+            if atLineStart {
+                out += prefix
+                atLineStart = false
+            }
+            switch byte {
+            case 0x0A:
+                out.append(byte)
+                atLineStart = true
+            case 0x09: out.append(byte)
+            case 0..<0x20, 0x7F: out.append(UInt8(ascii: "?"))
+            default: out.append(byte)
+            }
+        }
+        if pilotLogBudget == 0 {
+            out += Array(
+                "\n[worker \(label)] wrote more than \(Self.pilotLogBytes / 1024) KiB to stderr; the rest is not copied here (its owner sees the last 16 KiB of each batch in `dlhub logs`)\n"
+                    .utf8)
+        }
+        FileHandle.standardError.write(Data(out))
     }
 
     /// Collects the last of stderr after the worker ended (or for `until`).
@@ -237,23 +275,49 @@ final class WorkerProcess: @unchecked Sendable {
 }
 
 /// What a worker wrote to stderr since it was last taken, bounded to the last 16 KiB.
+/// What of all its workers' stderr a pilot copies to its log, at most (a batch split after a
+/// crash runs each input on a fresh worker, so a per-worker bound alone let one request of 52
+/// crashing inputs copy 13 MB: found by the red team).
+final class PilotLogBudget: @unchecked Sendable {
+    static let shared = PilotLogBudget(bytes: 4 << 20)
+    private var left: Int
+    private let lock = NSLock()
+    init(bytes: Int) { left = bytes }
+
+    /// Up to `wanted` bytes of the budget; what is granted.
+    func take(_ wanted: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let granted = min(max(0, wanted), left)
+        left -= granted
+        return granted
+    }
+}
+
 final class StderrLog: @unchecked Sendable {
     private var bytes = Data()
     private let lock = NSLock()
     static let limit = 16 * 1024
 
+    /// Keeps the last `limit` bytes. A fresh copy when trimming: `suffix` of a `Data` shares its
+    /// storage, so trimming in place kept every byte a worker wrote during a batch (found by the
+    /// red team: 800 MB of stderr in one call took the pilot to 842 MB).
     func append(_ data: Data) {
         lock.lock()
-        bytes.append(data)
-        if bytes.count > Self.limit { bytes = bytes.suffix(Self.limit) }
+        if data.count >= Self.limit {
+            bytes = Data(data.suffix(Self.limit))
+        } else {
+            bytes.append(data)
+            if bytes.count > 2 * Self.limit { bytes = Data(bytes.suffix(Self.limit)) }
+        }
         lock.unlock()
     }
 
-    /// Everything since the last take, and starts afresh.
+    /// Everything since the last take (its last `limit` bytes), and starts afresh.
     func take() -> String {
         lock.lock()
         defer { lock.unlock() }
-        let text = String(decoding: bytes, as: UTF8.self)
+        let text = String(decoding: bytes.suffix(Self.limit), as: UTF8.self)
         bytes = Data()
         return text
     }

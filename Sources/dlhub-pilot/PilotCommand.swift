@@ -29,7 +29,8 @@ struct PilotCommand: AsyncParsableCommand {
     var containerCommand: [String] = []
     @Option(name: .customLong("worker-tmp-mb"), help: "Size of each worker's private /tmp, /dev/shm and /scratch, in MB.")
     var workerTmpMB: Int = 1024
-    @Option(name: .customLong("worker-max-processes"), help: "Processes one worker may run at once; past it the worker is stopped.")
+    @Option(
+        name: .customLong("worker-max-processes"), help: "Processes and threads one worker may run at once; past it the worker is stopped.")
     var workerMaxProcesses: Int = 128
     @Flag(name: .customLong("worker-network"), help: "Let workers keep the node's network.") var workerNetwork = false
     @Option(

@@ -38,6 +38,10 @@ import Testing
         let sized = args.indices.filter { args[$0] == "--tmpfs" && $0 >= 2 && args[$0 - 2] == "--size" && args[$0 - 1] == "1048576" }
         #expect(sized.map { args[$0 + 1] } == ["/tmp", "/dev/shm", "/scratch"])
         #expect(args.filter { $0 == "--tmpfs" }.count == 3, "no unsized tmpfs")
+        let readOnlyAgain = args.indices.filter { args[$0] == "--remount-ro" }.map { args[$0 + 1] }
+        #expect(readOnlyAgain == ["/", "/dev"], "the sandbox's own root and /dev are tmpfs mounts: read-only once built")
+        #expect(args.firstIndex(of: "--remount-ro")! > args.lastIndex(of: "--tmpfs")!, "after everything is mounted")
+        #expect(args.contains("--unshare-user"), "--disable-userns needs it")
         #expect(pairs(args, "--symlink").contains { $0 == ("usr/lib", "/lib") })
         let env = Dictionary(pairs(args, "--setenv").map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         #expect(env["HOME"] == "/scratch" && env["DLHUB_SERVABLE_DIR"] == "/servable" && env["OMP_NUM_THREADS"] == "2")

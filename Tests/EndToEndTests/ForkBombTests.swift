@@ -67,7 +67,7 @@ extension ClusterServingTests {
             let error = exploded.json["error"]?.stringValue ?? ""
             if answer.isEmpty {
                 #expect(exploded.json["status"] == "failed", "\(exploded.json)")
-                #expect(error.contains("more than the 128 processes a worker may run"), "\(exploded.json)")
+                #expect(error.contains("more than the 128 processes and threads a worker may run"), "\(exploded.json)")
             } else {
                 #expect(answer.hasPrefix("refused after "), "\(exploded.json)")
                 let forked = Int(answer.dropFirst("refused after ".count).prefix { $0.isNumber }) ?? 0

@@ -82,7 +82,10 @@ public struct WorkerSandbox: Sendable, Equatable {
     public func bubblewrapCommand(bubblewrap: String, prlimit: String?, root: RootLayout, disableUserNamespaces: Bool) -> [String] {
         var a = [bubblewrap, "--die-with-parent", "--new-session", "--unshare-all"]
         if network { a.append("--share-net") }
-        if disableUserNamespaces { a.append("--disable-userns") }
+        // `--disable-userns` needs a user namespace of bwrap's own: `--unshare-all` only tries for
+        // one, and without `--unshare-user` bwrap refused the option, so the pilot's check turned it
+        // off and workers could make user namespaces (found by the red team: `unshare -Ur id`).
+        if disableUserNamespaces { a += ["--unshare-user", "--disable-userns"] }
         a += ["--ro-bind", "/usr", "/usr"]
         for (path, target) in root.links.sorted(by: { $0.key < $1.key }) { a += ["--symlink", target, path] }
         for path in root.directories.sorted() { a += ["--ro-bind", path, path] }
@@ -98,6 +101,9 @@ public struct WorkerSandbox: Sendable, Equatable {
         a += ["--size", size, "--tmpfs", Self.scratchMount]
         for path in Set(readOnlyPaths).sorted() where !path.hasPrefix("/usr/") && path != "/usr" { a += ["--ro-bind", path, path] }
         for device in devices.sorted() { a += ["--dev-bind", device, device] }
+        // Nothing else is writable: bwrap's root and its /dev are tmpfs mounts without a size
+        // (found by the red team: 400 MB each in /, /etc and /dev past a 300 MB memory limit).
+        a += ["--remount-ro", "/", "--remount-ro", "/dev"]
         a.append("--clearenv")
         for (k, v) in sandboxEnvironment(servable: Self.servableMount, home: Self.scratchMount).sorted(by: { $0.key < $1.key }) {
             a += ["--setenv", k, v]

@@ -29,7 +29,11 @@ struct WorkerLauncher: Sendable {
         /// the pilot's other workers (found at 500 workers: a fixed 1024 made their sandboxes
         /// fail to fork). It still stops a fork bomb at a bounded size; a per-worker count
         /// needs a cgroup `pids.max`, which the service account is not delegated here.
-        var processLimit: Int { 1024 + 64 * max(1, maxWorkers) }
+        /// It leaves room for every worker at its own bound (`workerMaxProcesses`, which the
+        /// pilot enforces per worker: see `ProcessWatch`).
+        var processLimit: Int { max(1024 + 64 * max(1, maxWorkers), 256 + workerMaxProcesses * max(1, maxWorkers)) }
+        /// Processes and threads one worker may run at once.
+        var workerMaxProcesses = 128
     }
 
     /// A worker ready to start.

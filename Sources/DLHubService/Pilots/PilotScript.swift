@@ -88,7 +88,7 @@ public struct SandboxSettings: Sendable, Hashable {
     public var containerCommand: [String] = ApptainerCommand.defaultTemplate
     /// Size of each worker's private `/tmp`, `/dev/shm` and `/scratch`, in MB.
     public var workerTmpMB: Int = 1024
-    /// Processes one worker may run at once (its own, not the service account's on the node).
+    /// Processes and threads one worker may run at once (its own, not the service account's on the node).
     public var workerMaxProcesses: Int = 128
     /// Where Lmod finds modulefiles on the compute nodes (`MODULEPATH`), when not the default.
     public var modulePath: [String] = []
