@@ -26,7 +26,11 @@ import urllib.request
 class Client:
     def __init__(self, url):
         self.url = url
-        cred = subprocess.run(["munge", "-n"], capture_output=True, text=True, check=True).stdout.strip()
+        # A credential names the service it is for (the service refuses one that names none).
+        service_id = json.load(urllib.request.urlopen(url + "/healthz"))["service_id"]
+        cred = subprocess.run(
+            ["munge", "-s", "dlhub-service:" + service_id], capture_output=True, text=True, check=True
+        ).stdout.strip()
         req = urllib.request.Request(url + "/v1/auth/token", method="POST", headers={"Authorization": "Munge " + cred})
         self.token = json.load(urllib.request.urlopen(req))["token"]
 

@@ -53,7 +53,7 @@ public struct DLHubServer: Sendable {
         let key = try Authenticator.loadOrCreateKey(stateDirectory: configuration.stateDirectory)
         authenticator = Authenticator(
             munge: munge, tokens: TokenSigner(key: key), tokenLifetimeSeconds: configuration.tokenLifetimeSeconds,
-            serviceID: Authenticator.serviceID(key: key))
+            serviceID: Authenticator.serviceID(key: key), groupRefreshSeconds: configuration.tokenGroupRefreshSeconds)
 
         // Serving: durable tasks, batched dispatch, pilot jobs.
         pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools

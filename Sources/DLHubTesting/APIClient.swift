@@ -31,7 +31,9 @@ public final class APIClient: @unchecked Sendable {
     /// Trades a munge credential for a token, so load tests do not pay munge per request.
     /// As the user running the tests (root), or as `user` with a credential that user made.
     public func login(as user: String? = nil) async throws {
-        let credential = try user.map { try TestUsers.munge(as: $0) } ?? MungeCodec().encode()
+        let id = try await serviceID()
+        let credential =
+            try user.map { try TestUsers.munge(as: $0, for: id) } ?? MungeCodec().encode(payload: Array(("dlhub-service:" + id).utf8))
         let reply = try await send("POST", "/v1/auth/token", authorization: "Munge " + credential)
         guard let t = reply.json["token"]?.stringValue else { throw TestSetupError("no token: \(reply.json)") }
         token = t
@@ -43,12 +45,26 @@ public final class APIClient: @unchecked Sendable {
         var request = URLRequest(url: URL(string: baseURL + path)!)
         request.httpMethod = method
         if let json { request.httpBody = Data(json.encoded()) } else if let body { request.httpBody = Data(body) }
-        let auth = try authorization ?? token.map { "Bearer \($0)" } ?? ("Munge " + MungeCodec().encode())
-        request.setValue(auth, forHTTPHeaderField: "Authorization")
+        var auth = authorization ?? token.map { "Bearer \($0)" }
+        if auth == nil, path != "/healthz" {
+            auth = "Munge " + (try MungeCodec().encode(payload: Array(("dlhub-service:" + (try await serviceID())).utf8)))
+        }
+        if let auth { request.setValue(auth, forHTTPHeaderField: "Authorization") }
         let (data, response) = try await session.data(for: request)
         return Reply(
             status: (response as? HTTPURLResponse)?.statusCode ?? 0,
             json: (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self)))
+    }
+
+    private let knownID = LockedValue<String?>(nil)
+
+    /// The service's id (from `/healthz`): what munge credentials for it carry.
+    public func serviceID() async throws -> String {
+        if let id = knownID.value { return id }
+        let reply = try await send("GET", "/healthz")
+        guard let id = reply.json["service_id"]?.stringValue else { throw TestSetupError("no service_id in /healthz: \(reply.json)") }
+        knownID.value = id
+        return id
     }
 
     /// Publishes a servable directory (packed as the tests pack uploads).
@@ -64,5 +80,24 @@ public final class APIClient: @unchecked Sendable {
             reply = try await send("GET", "/v1/tasks/\(task)?wait=10")
         }
         return reply
+    }
+}
+
+/// A value behind a lock.
+public final class LockedValue<T: Sendable>: @unchecked Sendable {
+    private var stored: T
+    private let lock = NSLock()
+    public init(_ value: T) { stored = value }
+    public var value: T {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return stored
+        }
+        set {
+            lock.lock()
+            stored = newValue
+            lock.unlock()
+        }
     }
 }

@@ -89,6 +89,12 @@ public final class LiveService: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// The service's id, from the registry's `service.json`: what munge credentials for it carry.
+    public var serviceID: String {
+        let data = FileManager.default.contents(atPath: registry + "/service.json") ?? Data()
+        return (try? JSONValue.parse(Array(data)))?["service_id"]?.stringValue ?? ""
+    }
+
     /// Graceful stop (SIGTERM), as a service manager would; after `within` seconds (systemd's
     /// stop timeout) SIGKILL, and `stopTimedOut` says so for the test to fail on.
     public func stop(within seconds: Double = 30) {

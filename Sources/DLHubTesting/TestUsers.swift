@@ -20,6 +20,12 @@ public enum TestUsers {
     }
 
     /// A fresh munge credential made by `user`, as `runuser -u user -- munge -n` prints it.
+    /// A munge credential made by `user` for the service `serviceID` (the payload `dlhub` puts in).
+    public static func munge(as user: String, for serviceID: String) throws -> String {
+        try munge(as: user, payload: "dlhub-service:" + serviceID)
+    }
+
+    /// A munge credential made by `user` with an empty payload (`munge -n`): the service refuses it.
     public static func munge(as user: String) throws -> String {
         let result = try Subprocess.run("/usr/sbin/runuser", ["-u", user, "--", "munge", "-n"])
         guard result.status == 0 else { throw TestSetupError("munge as \(user) failed: \(result.stderr)") }

@@ -26,7 +26,7 @@ import Testing
     @Test func replayedMungeCredentialIs401() async throws {
         let harness = try await ServiceHarness()
         try await harness.withClient { (client: Client) async throws in
-            let credential = try TestUsers.munge(as: TestUsers.alice)
+            let credential = try TestUsers.munge(as: TestUsers.alice, for: client.serviceID)
             let first = try await client.send(.get, "/v1/whoami", headers: [.authorization: "Munge \(credential)"])
             #expect(first.status == .ok)
             #expect(first.json["login"] == "alice")

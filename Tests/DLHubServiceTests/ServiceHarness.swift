@@ -26,7 +26,8 @@ struct ServiceHarness {
 
     func withClient<T: Sendable>(_ body: @Sendable (Client) async throws -> T) async throws -> T {
         let app = Application(router: server.makeRouter())
-        return try await app.test(.router) { client in try await body(Client(inner: client)) }
+        let id = server.authenticator.serviceID
+        return try await app.test(.router) { client in try await body(Client(inner: client, serviceID: id)) }
     }
 
     /// Directory names of the published versions of owner/name, to check nothing was written.
@@ -46,6 +47,8 @@ struct ServiceHarness {
 /// Requests as a given Unix user, each with a fresh munge credential made by that user.
 struct Client: Sendable {
     let inner: any TestClientProtocol
+    /// What the credentials name (the service's id).
+    let serviceID: String
 
     struct Reply {
         var status: HTTPResponse.Status
@@ -55,7 +58,7 @@ struct Client: Sendable {
 
     func send(_ method: HTTPRequest.Method, _ uri: String, as user: String?, body: [UInt8]? = nil) async throws -> Reply {
         var headers: HTTPFields = [:]
-        if let user { headers[.authorization] = "Munge " + (try TestUsers.munge(as: user)) }
+        if let user { headers[.authorization] = "Munge " + (try TestUsers.munge(as: user, for: serviceID)) }
         return try await send(method, uri, headers: headers, body: body)
     }
 

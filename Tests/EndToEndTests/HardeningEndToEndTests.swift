@@ -162,8 +162,10 @@ import Testing
         let meant = try await client.send(
             "GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice, payload: "dlhub-service:" + id))
         #expect(meant.json["login"] == "alice")
-        // A bare `munge -n` names no service: still accepted, for curl.
-        #expect(try await client.send("GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice)).status == 200)
+        // A bare `munge -n` names no service: it could have been made for anything, and is refused.
+        let bare = try await client.send("GET", "/v1/whoami", authorization: "Munge " + TestUsers.munge(as: TestUsers.alice))
+        #expect(bare.status == 401)
+        #expect(bare.errorMessage.contains("names no service"), "\(bare.json)")
         #expect(try CLI(service: service).run(as: TestUsers.alice, ["whoami"]).stdout.contains("alice"))
     }
 
@@ -234,7 +236,11 @@ import Testing
         #expect(secure.status == 0 && secure.stdout.contains("\"status\""), "\(secure.stdout)\(secure.stderr)")
         let authenticated = try Subprocess.run(
             "/usr/bin/curl",
-            ["-sS", "--cacert", cert, "-H", "Authorization: Munge " + TestUsers.munge(as: TestUsers.alice), service.url + "/v1/whoami"])
+            [
+                "-sS", "--cacert", cert, "-H",
+                "Authorization: Munge " + TestUsers.munge(as: TestUsers.alice, for: service.serviceID),
+                service.url + "/v1/whoami",
+            ])
         #expect(authenticated.stdout.contains("\"alice\""), "\(authenticated.stdout)")
         // Plain HTTP on that port gets nothing.
         let plain = try Subprocess.run(

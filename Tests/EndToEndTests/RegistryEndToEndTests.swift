@@ -142,7 +142,7 @@ import Testing
         _ = FileManager.default.createFile(
             atPath: tarPath, contents: Data(ServableFixtures.archive(doc, files: ["model.joblib": [UInt8](repeating: 7, count: 6_000_000)]))
         )
-        let credential = try TestUsers.munge(as: TestUsers.alice)
+        let credential = try TestUsers.munge(as: TestUsers.alice, for: service.serviceID)
         let curl = Process()
         curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         curl.arguments = [

@@ -133,10 +133,12 @@ extension ClusterServingTests {
             let tar = ServableFixtures.archive(
                 doc, files: ["testfns.py": Array(FileManager.default.contents(atPath: secretDir + "/testfns.py")!)])
             let published = try await asAlice.send(
-                "POST", "/v1/servables", body: tar, authorization: "Munge " + TestUsers.munge(as: TestUsers.alice))
+                "POST", "/v1/servables", body: tar,
+                authorization: "Munge " + TestUsers.munge(as: TestUsers.alice, for: try await h.api.serviceID()))
             #expect(published.status == 201)
             let hidden = try await h.api.send(
-                "POST", "/v1/servables/alice/secret/run", json: ["input": "x"], authorization: "Munge " + TestUsers.munge(as: TestUsers.bob)
+                "POST", "/v1/servables/alice/secret/run", json: ["input": "x"],
+                authorization: "Munge " + TestUsers.munge(as: TestUsers.bob, for: try await h.api.serviceID())
             )
             #expect(hidden.status == 404)
 

@@ -8,6 +8,15 @@ import Foundation
 public protocol MungeVerifying: Sendable {
     /// The caller who made the credential, and the payload they put in it.
     func verify(credential: String) async throws(DLHubError) -> (caller: Caller, payload: [UInt8])
+    /// The account as it is now (its groups change; nil when it is gone): a token's claims are
+    /// checked against it (see `Authenticator.groupRefreshSeconds`).
+    func currentCaller(uid: UInt32, gid: UInt32) async -> Caller?
+}
+
+extension MungeVerifying {
+    public func currentCaller(uid: UInt32, gid: UInt32) async -> Caller? {
+        try? await BlockingIO.run { () throws(DLHubError) -> Caller? in UserDirectory.caller(uid: uid, gid: gid) }
+    }
 }
 
 /// Verifies credentials with libmunge and looks the uid up in the host's account database.
@@ -41,22 +50,31 @@ public struct Authenticator: Sendable {
     /// This service's name for munge payloads: a credential whose payload names another service
     /// was made for that service and is refused here (it may be a replay).
     public let serviceID: String
-    /// Tokens already verified, with their caller and expiry: a token is checked (HMAC, claims)
-    /// once, not on every request. Keyed by the whole signed string, so only that exact token
-    /// hits; bounded, and emptied when full.
-    let verified = LockedBox<[String: (caller: Caller, expires: Int64)]>([:])
+    /// A token carries its holder's groups as they were when it was issued; they are looked up
+    /// again at most this long after the last look (and on a token's first use by this service):
+    /// removing a user from a group takes effect for their tokens within this bound, not at the
+    /// token's expiry. Requests made with munge always look up the groups.
+    public let groupRefreshSeconds: Int
+    /// Tokens already verified, with their caller (groups as last looked up), expiry and when the
+    /// groups were looked up: a token is checked (HMAC, claims) once, not on every request. Keyed
+    /// by the whole signed string, so only that exact token hits; bounded, and emptied when full.
+    let verified = LockedBox<[String: (caller: Caller, expires: Int64, checked: Int64)]>([:])
 
-    public init(munge: any MungeVerifying, tokens: TokenSigner, tokenLifetimeSeconds: Int, serviceID: String = "") {
+    public init(
+        munge: any MungeVerifying, tokens: TokenSigner, tokenLifetimeSeconds: Int, serviceID: String = "", groupRefreshSeconds: Int = 60
+    ) {
         self.munge = munge
         self.tokens = tokens
         self.tokenLifetimeSeconds = tokenLifetimeSeconds
         self.serviceID = serviceID
+        self.groupRefreshSeconds = max(0, groupRefreshSeconds)
     }
 
     /// The payload `dlhub` puts in its munge credentials for the service `id`.
     public static func audience(_ id: String) -> String { "dlhub-service:" + id }
 
-    public static let howTo = "send `Authorization: Munge $(munge -n)` or a bearer token from `dlhub login`"
+    public static let howTo =
+        "send `Authorization: Munge $(munge -s dlhub-service:ID)` with this service's ID from /healthz, or a bearer token from `dlhub login`"
 
     public func authenticate(authorization: String?, allowToken: Bool = true) async throws(DLHubError) -> Caller {
         // Trimmed only when it needs to be (the common header does not).
@@ -71,8 +89,17 @@ public struct Authenticator: Sendable {
         switch parts[0].lowercased() {
         case "munge":
             let (caller, payload) = try await munge.verify(credential: String(parts[1]))
-            // An empty payload (`munge -n`) names no service; a payload naming another one is refused.
-            if !payload.isEmpty, String(decoding: payload, as: UTF8.self) != Self.audience(serviceID) {
+            // A credential must name this service: one with an empty payload (`munge -n`) names
+            // none, and could have been made for anything that takes munge, then relayed here
+            // (by whoever squatted a port a client used); one naming another service was made
+            // for it.
+            if payload.isEmpty {
+                throw DLHubError(
+                    .unauthenticated,
+                    "this munge credential names no service (an empty payload, as `munge -n` makes), so it could have been made for anything; make one for this service with `munge -s \(Self.audience(serviceID))`, or use `dlhub` or `dlhub login`, which do"
+                )
+            }
+            if String(decoding: payload, as: UTF8.self) != Self.audience(serviceID) {
                 throw DLHubError(
                     .unauthenticated,
                     "this munge credential was made for another service (its payload is not \(Self.audience(serviceID))); make one for this service, e.g. `munge -s \(Self.audience(serviceID))`, or use `dlhub`, which does"
@@ -82,16 +109,28 @@ public struct Authenticator: Sendable {
         case "bearer" where allowToken:
             let token = String(parts[1])
             let now = Int64(Date().timeIntervalSince1970)
-            if let hit = verified.update({ $0[token] }), hit.expires > now { return hit.caller }
-            let checked = try tokens.verify(token, now: now)
+            let hit = verified.update({ $0[token] })
+            if let hit, hit.expires > now, now - hit.checked < Int64(groupRefreshSeconds) { return hit.caller }
+            let claimed: (caller: Caller, expires: Int64)
+            if let hit, hit.expires > now { claimed = (hit.caller, hit.expires) } else { claimed = try tokens.verify(token, now: now) }
+            // The groups as they are now, not as they were when the token was issued.
+            guard let current = await munge.currentCaller(uid: claimed.caller.uid, gid: claimed.caller.gid),
+                current.login == claimed.caller.login
+            else {
+                verified.update { $0.removeValue(forKey: token) }
+                throw DLHubError(
+                    .unauthenticated, "the account this token was issued to (\(claimed.caller.login)) no longer exists here; sign in again")
+            }
             verified.update {
                 if $0.count >= 10_000 { $0.removeAll() }
-                $0[token] = (checked.caller, checked.expires)
+                $0[token] = (current, claimed.expires, now)
             }
-            return checked.caller
+            return current
         case "bearer":
             throw DLHubError(
-                .unauthenticated, "a token is obtained with a munge credential, not another token: send `Authorization: Munge $(munge -n)`")
+                .unauthenticated,
+                "a token is obtained with a munge credential, not another token: send `Authorization: Munge $(munge -s \(Self.audience(serviceID)))`"
+            )
         default:
             throw DLHubError(.unauthenticated, "unknown authorization scheme '\(parts[0])': \(Self.howTo)")
         }
