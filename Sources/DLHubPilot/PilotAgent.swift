@@ -332,8 +332,11 @@ public actor PilotAgent {
             worker = nil
             log = ""
             // Find the culprit: run each item alone on a fresh worker, so only the bad ones fail;
-            // a crash message then carries only stderr of that one item's run.
-            if batch.items.count == 1 {
+            // a crash message then carries only stderr of that one item's run. A worker that had
+            // ended before the batch reached it ran nothing: its one item runs on a fresh worker.
+            let gone: Bool
+            if case WorkerProcess.Failure.goneBeforeRequest? = failure as? WorkerProcess.Failure { gone = true } else { gone = false }
+            if batch.items.count == 1, !gone {
                 results = [ItemResult(id: batch.items[0].id, outcome: .error("\(failure)"))]
             } else {
                 results = []

@@ -29,6 +29,8 @@ final class WorkerProcess: @unchecked Sendable {
         case notReady(String, stderr: String)
         /// The pilot stopped it: it ran `processes` processes, more than `limit` (see `ProcessWatch`).
         case tooManyProcesses(processes: Int, limit: Int)
+        /// It had ended before the request reached it (killed while idle): the request never ran.
+        case goneBeforeRequest(status: Int32)
 
         var description: String {
             switch self {
@@ -37,6 +39,7 @@ final class WorkerProcess: @unchecked Sendable {
             case .timedOut(let s): return "the worker did not answer within the servable's timeout of \(Self.format(s)) s and was killed"
             case .protocolError(let m): return m
             case .notReady(let m, _): return m
+            case .goneBeforeRequest(let status): return "the worker had ended (exit status \(status)) before the request reached it"
             case .tooManyProcesses(let n, let limit):
                 return
                     "the worker ran \(n) processes and threads at once, more than the \(limit) processes and threads a worker may run on this pilot (worker_max_processes), and was stopped"
@@ -126,10 +129,22 @@ final class WorkerProcess: @unchecked Sendable {
         var line = request
         line.append(0x0A)
         let fd = process.stdin
+        // Ended while idle (killed, or it exited): the request never reached it, and may be run
+        // on a fresh worker (found by the soak: an input sent to a worker killed a moment before
+        // failed as if it had crashed it).
+        if !process.isRunning, overLimit.get() == nil {
+            let failure = exitFailure()
+            if case .exited(let status, _) = failure { throw Failure.goneBeforeRequest(status: status) }
+            throw failure
+        }
         var offset = 0
         while offset < line.count {
             let n = line[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { throw exitFailure() }
+            if n <= 0 {
+                let failure = exitFailure()
+                if offset == 0, case .exited(let status, _) = failure { throw Failure.goneBeforeRequest(status: status) }
+                throw failure
+            }
             offset += n
         }
         let reply = try readLine(timeout: timeout)

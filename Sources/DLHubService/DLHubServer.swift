@@ -121,6 +121,9 @@ public struct DLHubServer: Sendable {
                 let port = await listener.listeningPort()
                 return "\(Self.advertisedHost(configuration.pilotListenHost)):\(port)"
             },
+            // Last, so that a graceful stop (which goes through the services from the last)
+            // begins by answering every waiting request.
+            WaitRelease(dispatcher: dispatcher, waiters: waiters),
         ]
     }
 

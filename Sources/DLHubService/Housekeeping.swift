@@ -46,3 +46,19 @@ public struct Housekeeping: Service {
         _ = await environments.collectGarbage(referenced: referenced)
     }
 }
+
+/// When a graceful stop begins, answers every request waiting for its task (`?wait=`) with what
+/// the task has now (a 202 and its id, the task kept for the next start), so that a stop is not
+/// held by the longest wait in flight (found by the soak: a request waiting an hour held it an
+/// hour; docs/requests.md states the bound).
+struct WaitRelease: Service {
+    let dispatcher: Dispatcher
+    let waiters: TaskWaiters
+
+    func run() async throws {
+        // Returns when the stop begins; throws when the group is cancelled instead.
+        do { try await gracefulShutdown() } catch { return }
+        await dispatcher.stopWaiting()
+        await waiters.stopWaiting()
+    }
+}

@@ -131,5 +131,28 @@ extension ClusterServingTests {
             let first = try await Self.outcome(h, ahead, bound: 120)
             #expect(first["status"] == "completed", "\(first)")
         }
+
+        /// Found by the soak: an input sent to an idle worker that had been killed a moment before
+        /// failed as if it had crashed that worker ("the worker crashed (exit status 137)"). The
+        /// input never reached it; it runs on a fresh worker instead.
+        @Test func anInputForAWorkerThatDiedWhileIdleRunsOnAFreshOne() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 1)])
+            defer { h.stop() }
+            let id = try await h.publish(
+                try ServingFixtures.pythonModule(
+                    in: h.work.path, name: "sturdy", module: "sturdy", code: "def run(x):\n    return x + '!'\n", function: "run"))
+            #expect(try await h.api.run(id, ["input": "a"], wait: 120).json["output"] == "a!")
+            let ps = try Subprocess.run("/usr/bin/ps", ["-eo", "pid=,comm=,args="]).stdout
+            let workers = ps.split(separator: "\n").compactMap { line -> Int32? in
+                let f = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
+                guard f.count == 3, f[1].hasPrefix("python"), f[2].contains("worker.py") else { return nil }
+                return Int32(f[0])
+            }
+            #expect(!workers.isEmpty, "no worker to kill")
+            for pid in workers { kill(pid, SIGKILL) }
+            try await Task.sleep(for: .seconds(2))
+            let after = try await h.api.run(id, ["input": "b"], wait: 120)
+            #expect(after.json["output"] == "b!", "\(after.json)")
+        }
     }
 }

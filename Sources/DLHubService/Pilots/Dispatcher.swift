@@ -120,6 +120,8 @@ public actor Dispatcher {
     /// When parked requests stop waiting, and the one timer for the earliest.
     var deadlines = WaitDeadlines()
     var waitTimer: (task: Task<Void, Never>, at: UInt64)?
+    /// The service is stopping: requests no longer wait in memory (see `stopWaiting`).
+    var stopping = false
     /// The next item id: the service numbers items, live or stored, in one space.
     var nextItemID: UInt64 = 1
     /// Pilots lost while holding an item (kept in the store too, for items stored there).
@@ -244,7 +246,7 @@ public actor Dispatcher {
     /// when the wait ran out first.
     public func waitLive(_ id: String, seconds: Double) async -> LiveTasks.Entry? {
         if live.task(id)?.finished != nil { return live.remove(id) }
-        guard seconds > 0 else { return nil }
+        guard seconds > 0, !stopping else { return nil }
         let answered: LiveTasks.Entry? = await withCheckedContinuation { waiter in
             guard live.park(id, waiter) else { return waiter.resume(returning: nil) }
             let now = DispatchTime.now().uptimeNanoseconds
@@ -268,6 +270,16 @@ public actor Dispatcher {
                 await self?.waitsRanOut()
             }, next
         )
+    }
+
+    /// A graceful stop: every parked request is answered now (`persistLive` then stores its task,
+    /// and the client gets its id), and none parks from now on, so that a stop does not wait out
+    /// the longest `?wait=` in flight (found by the soak: an hour's wait held the stop an hour).
+    public func stopWaiting() {
+        stopping = true
+        for id in deadlines.expired(now: .max) { live.unpark(id)?.resume(returning: nil) }
+        waitTimer?.task.cancel()
+        waitTimer = nil
     }
 
     /// Answers the requests whose wait ran out (`persistLive` then stores their tasks).

@@ -86,6 +86,8 @@ public actor PilotManager {
     let dispatcher: Dispatcher
     let logger: Logger
     var serviceAddress: String = ""
+    /// The service is stopping: no pilot job is submitted any more (see `shutdown`).
+    var stopping = false
     var jobs: [UInt32: TrackedJob] = [:]
     var poolStates: [String: PoolState] = [:]
     /// Whether the first look through this user's jobs for untracked pilot jobs is done.
@@ -303,11 +305,20 @@ public actor PilotManager {
 
     @discardableResult
     func submit(_ pool: PoolConfiguration, reason: String, state: inout PoolState, now: Date) async -> Bool {
-        guard !serviceAddress.isEmpty else { return false }
+        guard !serviceAddress.isEmpty, !stopping else { return false }
         let secret = PilotProof.random()
         let job = settings.script.submission(for: pool, settings: settings, service: serviceAddress, secret: secret)
         do {
             let id = try await slurm.submit(job)
+            // A submission stuck in libslurm (the controller down) can return after the stop has
+            // cancelled the pilots: that job is cancelled at once, not left behind (found by the
+            // soak: jobs submitted after the SIGTERM stayed on the cluster).
+            if stopping {
+                let slurm = self.slurm
+                logger.warning("cancelling a pilot job whose submission returned after the stop began", metadata: ["slurm.job_id": "\(id)"])
+                Task.detached { try? await slurm.cancel(id) }
+                return false
+            }
             jobs[id] = TrackedJob(id: id, pool: pool.name, submittedAt: now, reason: reason, secret: secret)
             saveTable()
             state.failures = 0
@@ -461,6 +472,7 @@ extension PilotManager {
     /// pilots keep their workers and reconnect). Jobs it could not cancel end at their walltime,
     /// or sooner, when their pilot gives up on the service.
     public func shutdown(within seconds: Double) async {
+        stopping = true
         let alive = jobs.values.filter { $0.endedAt == nil }
         // Running: as Slurm said at the last tick, or as its connected pilot shows (it may have started since).
         let connected = Set(await dispatcher.allSessions().map(\.hello.jobID))
