@@ -176,7 +176,11 @@ public struct DLHubServer: Sendable {
         return Application(
             router: makeRouter(metricsText: metricsText),
             server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
-            configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "dlhubd"),
+            // A deep accept queue (the kernel caps it at net.core.somaxconn): a flood of 2,000
+            // connections from one host overflowed the default 256 and the kernel reset another
+            // user's new connection (found by the soak).
+            configuration: .init(
+                address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "dlhubd", backlog: 4096),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listenPort
                 let url = configuration.publicURL ?? "\(scheme)://\(Self.advertisedHost(configuration.listenHost)):\(port)"

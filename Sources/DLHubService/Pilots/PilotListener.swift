@@ -96,7 +96,7 @@ public final class PilotListener: Service, @unchecked Sendable {
         let limits = self.limits
         // Pilot connections live on the dispatcher's event loop (see `Dispatcher.eventLoop`).
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton, childGroup: dispatcher.eventLoop)
-            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .bind(host: host, port: port) { channel in
