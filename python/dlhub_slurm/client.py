@@ -45,6 +45,7 @@ class DLHubClient:
         self.timeout = timeout
         self.progress = progress
         self._service_id = None
+        self._registry_owner = None
         self._lock = threading.Lock()
         self._executor = None
         self.base_url = self._find_service(url, registry)
@@ -64,6 +65,7 @@ class DLHubClient:
                 with open(path) as f:
                     doc = json.load(f)
                 self._service_id = doc.get("service_id")
+                self._registry_owner = os.stat(root).st_uid
                 return doc["url"].rstrip("/")
         if not roots:
             raise ServiceUnavailableError(
@@ -113,6 +115,8 @@ class DLHubClient:
             data = data_file
             headers["Content-Type"] = content_type
             headers["Content-Length"] = str(os.fstat(data_file.fileno()).st_size)
+        if authorization or authenticate:
+            _check_port_owner(self.base_url, self._registry_owner)
         if authorization:
             headers["Authorization"] = authorization
         elif authenticate:
@@ -521,6 +525,41 @@ def _munge(payload):
             % done.stderr.decode("utf-8", "replace").strip()
         )
     return done.stdout.decode().strip()
+
+
+def _listening_uids(port):
+    """The uids of the sockets listening on a local TCP port, from /proc/net/tcp and tcp6."""
+    uids = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                uids.add(int(fields[7]))
+    return uids
+
+
+def _check_port_owner(base_url, owner):
+    """Refuses to send a credential to a port on this host that the registry's owner does not hold:
+    while dlhubd is down, any local user can listen on its port and collect what clients send."""
+    if owner is None:
+        return
+    parsed = urllib.parse.urlsplit(base_url)
+    host = (parsed.hostname or "").lower()
+    if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    listeners = _listening_uids(port)
+    if listeners and owner not in listeners:
+        raise ServiceUnavailableError(
+            "not sending credentials to %s: the program listening there runs as uid %s, not as uid %d, who owns the "
+            "registry (dlhubd may be down and someone else took its port). Tell the site admin"
+            % (base_url, ", ".join(str(u) for u in sorted(listeners)), owner)
+        )
 
 
 def _check_trust(root, path):

@@ -14,6 +14,9 @@ struct ServiceClient {
     let token: String?
     /// The service's id, which munge credentials name so that no other service can use them.
     let serviceID: String?
+    /// The registry's owner (the service account) when the service was found in its
+    /// `service.json`: on this host, only a port that account holds gets a credential.
+    let registryOwner: UInt32?
 
     /// Finds the service: `--url`, `DLHUB_URL`, or the registry's `service.json`.
     init(url: String?, registry: String?) throws {
@@ -22,17 +25,19 @@ struct ServiceClient {
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
             token = Credentials.cachedToken(for: baseURL)
             serviceID = nil
+            registryOwner = nil
             return
         }
         let candidates = [registry, env["DLHUB_REGISTRY"]].compactMap { $0 }
         for root in candidates where FileManager.default.fileExists(atPath: root + "/service.json") {
-            try Self.checkTrust(root)
+            let owner = try Self.checkTrust(root)
             if let data = FileManager.default.contents(atPath: root + "/service.json"),
                 let json = try? JSONValue.parse(Array(data)), let u = json["url"]?.stringValue
             {
                 baseURL = u
                 token = Credentials.cachedToken(for: u)
                 serviceID = json["service_id"]?.stringValue
+                registryOwner = owner
                 return
             }
         }
@@ -48,7 +53,8 @@ struct ServiceClient {
 
     /// Refuses a `service.json` that someone other than the registry's owner (the service
     /// account) wrote or could write: it would send every request, and its credentials, elsewhere.
-    static func checkTrust(_ root: String) throws {
+    @discardableResult
+    static func checkTrust(_ root: String) throws -> UInt32? {
         let path = root + "/service.json"
         let fm = FileManager.default
         guard let file = try? fm.attributesOfItem(atPath: path), let directory = try? fm.attributesOfItem(atPath: root) else {
@@ -73,6 +79,22 @@ struct ServiceClient {
                 "not trusting \(path): other users can write it (mode \(String(mode, radix: 8))); someone could redirect DLHub requests. Tell the site admin (chmod go-w \(path))"
             )
         }
+        return rootOwner
+    }
+
+    /// Refuses to send a credential to a port on this host that the registry's owner does not
+    /// hold: while `dlhubd` is down, any local user can listen on its port and collect what
+    /// clients send there. (A remote service cannot be checked this way; its credentials still
+    /// name the service, so that no other service can use them.)
+    func checkPortOwner() throws {
+        guard let owner = registryOwner, let url = URL(string: baseURL), let host = url.host, ListeningSockets.isLoopback(host)
+        else { return }
+        let port = url.port ?? (url.scheme == "https" ? 443 : 80)
+        guard let listeners = ListeningSockets.owners(port: port), !listeners.isEmpty, !listeners.contains(owner) else { return }
+        func name(_ uid: UInt32) -> String { getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(uid)" }
+        throw CLIError(
+            "not sending credentials to \(baseURL): the program listening there runs as \(listeners.sorted().map(name).joined(separator: ", ")), not as \(name(owner)), who owns the registry (dlhubd may be down and someone else took its port). Tell the site admin"
+        )
     }
 
     struct Reply {
@@ -105,6 +127,7 @@ struct ServiceClient {
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
         if authenticate {
+            try checkPortOwner()
             let header: String
             if let token, !forceMunge {
                 header = "Bearer \(token)"
