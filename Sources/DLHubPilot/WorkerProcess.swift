@@ -220,7 +220,7 @@ final class WorkerProcess: @unchecked Sendable {
         guard allowed > 0 else {
             pilotLogBudget = 0
             FileHandle.standardError.write(
-                Data("\n[worker \(label)] (the pilot's log holds all the workers' stderr it may; no more is copied)\n".utf8))
+                Data("[worker \(label)] (the pilot's log holds all the workers' stderr it may; no more is copied)\n".utf8))
             return
         }
         pilotLogBudget -= allowed
@@ -241,9 +241,15 @@ final class WorkerProcess: @unchecked Sendable {
             default: out.append(byte)
             }
         }
+        // Whole lines only: the pilot's workers write to its log side by side, and a line left
+        // open would run into another worker's (found in CI: a forged line without the prefix).
+        if !atLineStart {
+            out.append(0x0A)
+            atLineStart = true
+        }
         if pilotLogBudget == 0 {
             out += Array(
-                "\n[worker \(label)] wrote more than \(Self.pilotLogBytes / 1024) KiB to stderr; the rest is not copied here (its owner sees the last 16 KiB of each batch in `dlhub logs`)\n"
+                "[worker \(label)] wrote more than \(Self.pilotLogBytes / 1024) KiB to stderr; the rest is not copied here (its owner sees the last 16 KiB of each batch in `dlhub logs`)\n"
                     .utf8)
         }
         FileHandle.standardError.write(Data(out))
