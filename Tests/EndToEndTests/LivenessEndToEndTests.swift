@@ -154,5 +154,42 @@ extension ClusterServingTests {
             let after = try await h.api.run(id, ["input": "b"], wait: 120)
             #expect(after.json["output"] == "b!", "\(after.json)")
         }
+
+        /// Found by the red team: an input cancelled while it ran ("1 already running will
+        /// finish") went back to the queue when its pilot job was then cancelled, ran again on
+        /// the next pilot, and its task never read `cancelled`. Now it is answered with the
+        /// cancellation instead of running again.
+        @Test func aCancelledInputWhosePilotIsLostDoesNotRunAgain() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 1)])
+            defer { h.stop() }
+            let id = try await h.publish(
+                try ServingFixtures.pythonModule(
+                    in: h.work.path, name: "lengthy", module: "lengthy",
+                    code: "import time\ndef run(x):\n    time.sleep(20)\n    return x\n",
+                    function: "run", timeout: 120))
+            let accepted = try await h.api.send("POST", "/v1/servables/\(id)/run?wait=0", json: ["input": "x"])
+            let task = try #require(accepted.json["id"]?.stringValue, "\(accepted.json)")
+            // Running on a pilot.
+            var status = ""
+            let started = Date().addingTimeInterval(120)
+            while status != "running", Date() < started {
+                try await Task.sleep(for: .milliseconds(250))
+                status = try await h.api.send("GET", "/v1/tasks/\(task)").json["status"]?.stringValue ?? ""
+            }
+            #expect(status == "running")
+            let cancel = try await h.api.send("POST", "/v1/tasks/\(task)/cancel")
+            #expect(cancel.status == 200, "\(cancel.json)")
+            let job = try #require(try h.slurmJobs(pool: "cpu").first { $0.state == "RUNNING" })
+            _ = try DevCluster.command("scancel", [String(job.id)])
+            // Answered with the cancellation, not run again for 20 s on the next pilot.
+            var final: JSONValue = [:]
+            let deadline = Date().addingTimeInterval(15)
+            while Date() < deadline {
+                final = try await h.api.send("GET", "/v1/tasks/\(task)").json
+                if TaskDocument.finishedStatuses.contains(final["status"]?.stringValue ?? "") { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(final["status"] == "cancelled", "\(final)")
+        }
     }
 }

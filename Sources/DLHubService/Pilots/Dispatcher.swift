@@ -122,6 +122,9 @@ public actor Dispatcher {
     var waitTimer: (task: Task<Void, Never>, at: UInt64)?
     /// The service is stopping: requests no longer wait in memory (see `stopWaiting`).
     var stopping = false
+    /// Tasks cancelled while some of their items ran, with the message: those items, handed
+    /// back or put back after a lost pilot, are answered with it instead of running again.
+    var cancelledTasks: [String: String] = [:]
     /// The next item id: the service numbers items, live or stored, in one space.
     var nextItemID: UInt64 = 1
     /// Pilots lost while holding an item (kept in the store too, for items stored there).
@@ -501,7 +504,7 @@ public actor Dispatcher {
             let back = ids.compactMap { id in sessions.update(sessionID) { $0.inFlight.removeValue(forKey: id) } ?? nil }
             for b in back {
                 landed(b.items)
-                planner.putBack(b.key, template: nil, items: b.items)
+                planner.putBack(b.key, template: nil, items: await withoutCancelled(b.items))
             }
             itemsReturned.increment(by: back.reduce(0) { $0 + $1.items.count })
         case .heartbeat(let status):
@@ -518,7 +521,7 @@ public actor Dispatcher {
                 // Handed back unstarted: not a failed attempt.
                 for b in back {
                     landed(b.items)
-                    planner.putBack(b.key, template: nil, items: b.items)
+                    planner.putBack(b.key, template: nil, items: await withoutCancelled(b.items))
                 }
                 itemsRequeued.increment(by: back.reduce(0) { $0 + $1.items.count })
             }
@@ -643,10 +646,29 @@ public actor Dispatcher {
                     again.append(item)
                 }
             }
-            planner.putBack(b.key, template: nil, items: again)
-            itemsRequeued.increment(by: again.count)
+            let kept = await withoutCancelled(again)
+            planner.putBack(b.key, template: nil, items: kept)
+            itemsRequeued.increment(by: kept.count)
         }
         if !failed.isEmpty { await record(failed) }
+    }
+
+    /// Answers the items of tasks cancelled while they ran with the cancellation (found by the
+    /// red team: a cancelled input whose pilot was then lost ran again on the next pilots, and
+    /// its task ended `failed` after three); returns the others.
+    func withoutCancelled(_ items: [QueuedItem]) async -> [QueuedItem] {
+        guard !cancelledTasks.isEmpty else { return items }
+        var kept: [QueuedItem] = []
+        var answered: [ItemResult] = []
+        for item in items {
+            if let message = cancelledTasks[item.taskID] {
+                answered.append(ItemResult(id: item.id, outcome: .error(message)))
+            } else {
+                kept.append(item)
+            }
+        }
+        if !answered.isEmpty { await record(answered) }
+        return kept
     }
 
     /// A servable no pilot can load fails its queued items with the loader's message.
@@ -859,6 +881,10 @@ public actor Dispatcher {
             for batch in session.inFlight.values { for item in batch.items where item.taskID == taskID { running.insert(item.id) } }
         }
         try await store.markCancelled(taskID)
+        if !running.isEmpty {
+            if cancelledTasks.count >= 10_000 { cancelledTasks.removeAll() }
+            cancelledTasks[taskID] = message
+        }
         let cancelled = try await store.unanswered(task: taskID).filter { !running.contains($0) }
         for id in cancelled {
             if let entry = ledger.removeValue(forKey: id) { release(entry.owner, items: 1, bytes: Int64(entry.bytes)) }
