@@ -19,6 +19,18 @@ extension ClusterServingTests {
             return out.split(separator: "\n").filter { $0.hasPrefix("python") && $0.contains("worker.py") }.count
         }
 
+        /// The most workers seen at once, sampled every 50 ms until the task is cancelled.
+        static func mostWorkers() -> Task<Int, Never> {
+            Task {
+                var most = 0
+                while !Task.isCancelled {
+                    most = max(most, (try? workerCount()) ?? 0)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return most
+            }
+        }
+
         /// Found from outside: 60 requests with 60 different `parameters` objects put 30 Python
         /// workers on 2 pilots whose limit was 8 each, and one of the 60 failed. Each parameter set
         /// was its own queue key and its own resident worker, and a load under way did not count.
@@ -33,14 +45,7 @@ extension ClusterServingTests {
                     code: "import time\ndef run(x, scale=1):\n    time.sleep(0.05)\n    return x * scale\n", function: "run",
                     input: ["type": "integer"], output: ["type": "integer"]))
             let before = try Self.workerCount()
-            let watching = Task {
-                var most = 0
-                while !Task.isCancelled {
-                    most = max(most, (try? Self.workerCount()) ?? 0)
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-                return most
-            }
+            let watching = Self.mostWorkers()
             let count = 60
             let outputs = try await withThrowingTaskGroup(of: (Int, APIClient.Reply).self) { group in
                 for i in 1...count {
@@ -82,14 +87,7 @@ extension ClusterServingTests {
             // A pilot first, so that every load goes to it at once.
             #expect(try await h.api.run(ids[0], ["input": 1], wait: 120).json["output"] == 1)
             let before = try Self.workerCount() - 1
-            let watching = Task {
-                var most = 0
-                while !Task.isCancelled {
-                    most = max(most, (try? Self.workerCount()) ?? 0)
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-                return most
-            }
+            let watching = Self.mostWorkers()
             let outputs = try await withThrowingTaskGroup(of: (Int, APIClient.Reply).self) { group in
                 for (n, id) in ids.enumerated() { group.addTask { (n, try await h.api.run(id, ["input": 100], wait: 120)) } }
                 var all: [(Int, APIClient.Reply)] = []
