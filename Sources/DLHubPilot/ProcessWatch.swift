@@ -94,12 +94,6 @@ enum ProcessTree {
         return table
     }
 
-    /// Every process's parent (see `readTable`).
-    static func readParents() -> [pid_t: pid_t] { readTable().mapValues(\.parent) }
-
-    /// The parent pid in a `/proc/<pid>/stat` line (see `entry`).
-    static func parent(fromStat line: [UInt8]) -> pid_t? { entry(fromStat: line)?.parent }
-
     /// The parent pid and the thread count in a `/proc/<pid>/stat` line: `pid (comm) state ppid
     /// ...` with `num_threads` the 20th field, where comm may hold spaces and parentheses (it is
     /// whatever the process named itself), so the fields are counted from the last `)`.

@@ -10,11 +10,15 @@ import Testing
 @Suite struct ProcessTreeTests {
     /// A process names itself: spaces and parentheses in its name do not move the fields.
     @Test func theParentIsReadAfterTheLastParenthesisOfTheName() {
-        #expect(ProcessTree.parent(fromStat: Array("42 (python3) S 7 42 42 0 -1".utf8)) == 7)
-        #expect(ProcessTree.parent(fromStat: Array("42 (a) b) R 9 1 1".utf8)) == 9)
-        #expect(ProcessTree.parent(fromStat: Array("42 (x ) 1 2 3) S 11 0".utf8)) == 11)
-        #expect(ProcessTree.parent(fromStat: Array("42 (no end S 7".utf8)) == nil)
-        #expect(ProcessTree.parent(fromStat: Array("".utf8)) == nil)
+        #expect(ProcessTree.entry(fromStat: Array("42 (python3) S 7 42 42 0 -1".utf8))?.parent == 7)
+        #expect(ProcessTree.entry(fromStat: Array("42 (a) b) R 9 1 1".utf8))?.parent == 9)
+        #expect(ProcessTree.entry(fromStat: Array("42 (x ) 1 2 3) S 11 0".utf8))?.parent == 11)
+        #expect(ProcessTree.entry(fromStat: Array("42 (no end S 7".utf8)) == nil)
+        #expect(ProcessTree.entry(fromStat: Array("".utf8)) == nil)
+        // num_threads is the 20th field; a line too short for it counts one thread.
+        let full = "7 (py thon) S 1 7 7 0 -1 4194560 100 0 0 0 5 1 0 0 20 0 37 0 123 4096 10 0"
+        #expect(ProcessTree.entry(fromStat: Array(full.utf8))?.threads == 37)
+        #expect(ProcessTree.entry(fromStat: Array("42 (python3) S 7 42".utf8))?.threads == 1)
     }
 
     /// Generated process tables (a forest of parent links, with cycles a racy read could show):
@@ -52,7 +56,7 @@ import Testing
         let child = try Process.run(URL(fileURLWithPath: "/bin/sleep"), arguments: ["5"])
         defer { child.terminate() }
         let me = getpid()
-        let tree = ProcessTree.trees(of: [me], parents: ProcessTree.readParents())[me] ?? []
+        let tree = ProcessTree.trees(of: [me], parents: ProcessTree.readTable().mapValues(\.parent))[me] ?? []
         #expect(tree.contains(child.processIdentifier))
         #expect(tree.first == me)
     }
