@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         // Property tests: many cases from a seed, shrunk to the smallest failing one.
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        // Markdown for the web catalogue's model cards (raw HTML in them is escaped, see ModelCard).
+        .package(url: "https://github.com/JohnSundell/Ink.git", from: "0.6.0"),
     ],
     targets: [
         // C stays at the edge: module maps and shim headers only.
@@ -75,6 +77,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Ink", package: "Ink"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -141,6 +144,7 @@ let package = Package(
             dependencies: [
                 "DLHubService", "DLHubTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Ink", package: "Ink"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings

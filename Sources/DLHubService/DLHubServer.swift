@@ -24,6 +24,8 @@ public struct DLHubServer: Sendable {
     public let pilots: PilotManager
     public let listener: PilotListener
     public let environments: EnvironmentStore
+    /// The web catalogue's sign-in codes and browser sessions.
+    public let webSessions: WebSessions
     public let pools: [PoolConfiguration]
     /// The HTTP API's TLS settings, when `tls_certificate` and `tls_key` are configured.
     let tls: TLSConfiguration?
@@ -54,6 +56,10 @@ public struct DLHubServer: Sendable {
         authenticator = Authenticator(
             munge: munge, tokens: TokenSigner(key: key), tokenLifetimeSeconds: configuration.tokenLifetimeSeconds,
             serviceID: Authenticator.serviceID(key: key), groupRefreshSeconds: configuration.tokenGroupRefreshSeconds)
+        webSessions = WebSessions(
+            sessionLifetimeSeconds: Double(configuration.webSessionLifetimeSeconds),
+            groupRefreshSeconds: Double(configuration.tokenGroupRefreshSeconds),
+            currentCaller: { [munge] caller in await munge.currentCaller(uid: caller.uid, gid: caller.gid) })
 
         // Serving: durable tasks, batched dispatch, pilot jobs.
         pools = configuration.pools.isEmpty ? [.clusterDefault] : configuration.pools
@@ -146,6 +152,11 @@ public struct DLHubServer: Sendable {
         CitationRoutes(catalog: catalog, advertisedURL: advertisedURL).register(on: router)
         ServingRoutes(runner: runner, store: tasks, waiters: waiters, manager: pilots, maxRequestBytes: configuration.maxRunRequestBytes)
             .register(on: router)
+        WebRoutes(
+            catalog: catalog, environments: environments, usage: dispatcher.served, sessions: webSessions,
+            serviceID: authenticator.serviceID, advertisedURL: advertisedURL, tls: tls != nil,
+            cookiePath: WebRoutes.cookiePath(publicURL: configuration.publicURL)
+        ).register(on: router)
         return router
     }
 

@@ -17,6 +17,6 @@ struct DLHubCommand: AsyncParsableCommand {
             WithdrawCommand.self, CiteCommand.self, DoiCommand.self, VerifyCommand.self, RunCommand.self, StatusCommand.self,
             TasksCommand.self, CancelCommand.self, LogsCommand.self,
             PilotsCommand.self, EnvCommand.self,
-            LoginCommand.self, WhoAmICommand.self, AdminCommand.self,
+            LoginCommand.self, WhoAmICommand.self, OpenCommand.self, AdminCommand.self,
         ])
 }

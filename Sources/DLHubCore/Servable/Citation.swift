@@ -14,6 +14,8 @@ public struct Citation: Sendable, Equatable {
         public var givenName: String?
         public var familyName: String?
         public var affiliations: [String]
+        /// The creator's ORCID iD (`0000-0002-1825-0097`), from DataCite's `nameIdentifiers`.
+        public var orcid: String? = nil
     }
 
     public struct RelatedIdentifier: Sendable, Equatable {
@@ -71,7 +73,11 @@ public struct Citation: Sendable, Equatable {
             let affiliations = (c["affiliations"]?.arrayValue ?? c["affiliation"]?.arrayValue ?? []).compactMap {
                 $0.stringValue ?? $0["name"]?.stringValue
             }
-            return Creator(name: name, givenName: given, familyName: family, affiliations: affiliations)
+            let orcid = (c["nameIdentifiers"]?.arrayValue ?? []).lazy.compactMap { id -> String? in
+                guard id["nameIdentifierScheme"]?.stringValue?.uppercased() == "ORCID" else { return nil }
+                return id["nameIdentifier"]?.stringValue.flatMap(Self.orcid)
+            }.first
+            return Creator(name: name, givenName: given, familyName: family, affiliations: affiliations, orcid: orcid)
         }
         publisher = datacite?["publisher"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? "DLHub"
         publicationDate = dlhub?["publication_date"]?.stringValue
@@ -102,6 +108,21 @@ public struct Citation: Sendable, Equatable {
         keywords =
             (dlhub?["domains"]?.arrayValue ?? []).compactMap(\.stringValue)
             + (datacite?["subjects"]?.arrayValue ?? []).compactMap { $0["subject"]?.stringValue }
+    }
+
+    /// An ORCID iD in its canonical form (`0000-0002-1825-0097`), from that or its URL; nil when
+    /// it is not one (four groups of four digits, the last character a digit or X).
+    public static func orcid(_ text: String) -> String? {
+        var id = text.trimmingCharacters(in: .whitespaces)
+        for prefix in ["https://orcid.org/", "http://orcid.org/", "orcid.org/"] where id.lowercased().hasPrefix(prefix) {
+            id = String(id.dropFirst(prefix.count))
+        }
+        let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+        guard groups.count == 4, groups.allSatisfy({ $0.count == 4 }) else { return nil }
+        for (i, g) in groups.enumerated() {
+            for (j, c) in g.enumerated() where !(c.isASCII && c.isNumber) && !(i == 3 && j == 3 && c == "X") { return nil }
+        }
+        return id
     }
 
     /// Every DOI this version is known by: the site's and those in its metadata.

@@ -213,3 +213,43 @@ extension DataType {
         return nil
     }
 }
+
+extension DataType {
+    /// A small input of this type (zeros, `"text"`, `false`), for the "how to run it" lines of a
+    /// servable's page; nil for types with no JSON form (`file`, `python object`, `unknown`) and for
+    /// arrays of more than `maxElements` numbers, which do not fit on a command line.
+    public func example(maxElements: Int = 64) -> JSONValue? {
+        switch self {
+        case .ndarray(let shape, let item):
+            let leaf = item?.example(maxElements: maxElements) ?? .double(0)
+            guard let shape, !shape.isEmpty else { return .array([leaf]) }
+            let dims = shape.map { $0 ?? 1 }
+            guard dims.allSatisfy({ $0 >= 0 }), dims.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) <= maxElements,
+                dims.count <= 8
+            else { return nil }
+            return dims.reversed().reduce(leaf) { inner, n in .array(Array(repeating: inner, count: n)) }
+        case .list(let item):
+            guard let item else { return .array([]) }
+            return item.example(maxElements: maxElements).map { .array([$0]) }
+        case .tuple(let types):
+            var values: [JSONValue] = []
+            for t in types {
+                guard let v = t.example(maxElements: maxElements) else { return nil }
+                values.append(v)
+            }
+            return .array(values)
+        case .dict(let properties):
+            var members: [String: JSONValue] = [:]
+            for (k, t) in properties {
+                guard let v = t.example(maxElements: maxElements) else { return nil }
+                members[k] = v
+            }
+            return .object(members)
+        case .string: return .string("text")
+        case .integer: return .int(0)
+        case .float: return .double(0)
+        case .boolean: return .bool(false)
+        case .file, .pythonObject, .unknown: return nil
+        }
+    }
+}

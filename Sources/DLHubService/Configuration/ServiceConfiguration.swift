@@ -28,6 +28,8 @@ public struct ServiceConfiguration: Sendable {
     /// How stale a token's groups may be (`token_groups_refresh_seconds`): they are looked up
     /// again at most this long after the last look.
     public var tokenGroupRefreshSeconds: Int = 60
+    /// How long a web catalogue session (from a `dlhub open` link) lasts.
+    public var webSessionLifetimeSeconds: Int = 8 * 3600
     /// Per-user quotas, batch and cache bounds (`max_queued_items_per_user`,
     /// `max_queued_bytes_per_user`, `max_batch_bytes`, `result_cache_entries`, `result_cache_bytes`).
     public var dispatch = Dispatcher.Limits()
@@ -164,6 +166,7 @@ public struct ServiceConfiguration: Sendable {
             case "max_path_depth": archiveLimits.depth = max(1, try int())
             case "token_ttl_seconds": tokenLifetimeSeconds = try int()
             case "token_groups_refresh_seconds": tokenGroupRefreshSeconds = max(0, try int())
+            case "web_session_lifetime_seconds": webSessionLifetimeSeconds = max(60, try int())
             case "http_idle_timeout_seconds": httpIdleTimeoutSeconds = max(1, try int())
             case "http_max_connections_per_peer": httpMaxConnectionsPerPeer = max(1, try int())
             case "http_max_connections": httpMaxConnections = max(1, try int())

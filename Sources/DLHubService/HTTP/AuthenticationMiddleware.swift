@@ -2,7 +2,10 @@ import DLHubCore
 import Hummingbird
 import Metrics
 
-/// Authenticates every request except the monitoring routes (`/healthz`, `/metrics`).
+/// Authenticates every API request (`/v1/...`) except the monitoring routes (`/healthz`,
+/// `/metrics`) and the token exchange. The web catalogue's pages (every path outside `/v1/`) are
+/// open: they show what an anonymous visitor may see, or what a session cookie's user may
+/// (`WebRoutes`), and change nothing.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let authenticator: Authenticator
@@ -11,7 +14,8 @@ struct AuthenticationMiddleware: RouterMiddleware {
     static let open: Set<String> = ["/healthz", "/metrics", "/v1/auth/token"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if Self.open.contains(request.uri.path) { return try await next(request, context) }
+        let path = request.uri.path
+        if Self.open.contains(path) || !path.hasPrefix("/v1/") { return try await next(request, context) }
         var context = context
         do {
             context.caller = try await authenticator.authenticate(authorization: request.headers[.authorization])

@@ -43,7 +43,13 @@ struct CitationRoutes: Sendable {
                 throw DLHubError(.badRequest, "send {\"doi\": \"10.5555/...\"}: the DOI your site minted for this version")
             }
             let record = try await catalog.attachDOI(owner: owner, name: name, version: version, doi: doi, caller: caller)
-            return Response.json(record.json)
+            // The page the site registers with DataCite as the DOI's URL.
+            var json = record.json
+            if case .object(var members) = json {
+                members["landing_url"] = .string(landingURL(record))
+                json = .object(members)
+            }
+            return Response.json(json)
         }
         router.get("/v1/servables/{owner}/{name}/verify") { _, context in
             let caller = try context.requireCaller()
@@ -57,9 +63,12 @@ struct CitationRoutes: Sendable {
         }
     }
 
+    /// Citations name the version's page in the web catalogue, which a DOI resolves to.
     func citation(_ record: RegistryRecord) -> Citation {
-        Citation(
-            metadata: record.metadata.document, digest: record.digest, url: advertisedURL.value + "/v1/servables/" + record.digest,
-            siteDOI: record.siteDOI)
+        Citation(metadata: record.metadata.document, digest: record.digest, url: landingURL(record), siteDOI: record.siteDOI)
+    }
+
+    func landingURL(_ record: RegistryRecord) -> String {
+        WebRoutes.landingURL(record, serviceURL: advertisedURL.value)
     }
 }

@@ -146,6 +146,8 @@ public actor Dispatcher {
     let queuedGauge = Gauge(label: "dlhub_items_queued")
     let batchSizes = Recorder(label: "dlhub_batch_size")
     var servableMetrics: [String: ServableMetrics] = [:]
+    /// Requests served per version, for the web catalogue.
+    public nonisolated let served = ServableUsage()
 
     let itemsRefused = Counter(label: "dlhub_items_refused_over_quota_total")
     let batchesTakenBack = Counter(label: "dlhub_batches_taken_back_total")
@@ -564,6 +566,7 @@ public actor Dispatcher {
         let latency = metrics(for: batch.servable).latency
         let now = DispatchTime.now().uptimeNanoseconds
         for item in batch.items { latency.recordNanoseconds(Int64(now &- item.queuedAt)) }
+        served.record(digest: batch.digest, latencies: batch.items.map { Double(now &- $0.queuedAt) / 1e9 })
         await record(answered)
     }
 

