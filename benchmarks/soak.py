@@ -1151,6 +1151,28 @@ class Soak:
         self.slurmctld_thread = threading.Thread(target=restart, daemon=True)
         self.slurmctld_thread.start()
 
+    def node_keeper(self):
+        """Resumes nodes that Slurm drained as "Kill task failed" because of the injector: a step
+        that ends while slurmctld is stopped cannot report its end, and its slurmstepd gives up
+        after UnkillableStepTimeout (60 s) although its processes are gone (slurmd's log: "failed
+        sending step completion message ... retrying", then "STEPD TERMINATED ... DUE TO JOB NOT
+        ENDING WITH SIGNALS"). An admin would resume such a node; left drained, every pilot job
+        stays PENDING and requests wait for Slurm, which the service does not bound (found by the
+        one-hour soak, seed 4: all three cpu nodes drained within 20 minutes)."""
+        env = dict(os.environ, SLURM_CONF=os.path.join(self.a.cluster_dir, "etc", "slurm.conf"))
+        while not self.end.wait(5):
+            if self.slurmctld_down.is_set():
+                continue
+            p = subprocess.run(["sinfo", "-h", "-R", "-o", "%N|%E"], capture_output=True, text=True, env=env)
+            for line in p.stdout.splitlines():
+                nodes, _, reason = line.partition("|")
+                if "Kill task failed" not in reason:
+                    continue
+                r = subprocess.run(["scontrol", "update", "nodename=" + nodes.strip(), "state=resume"], capture_output=True, text=True, env=env)
+                if r.returncode == 0:
+                    log("cluster: resumed %s, drained by Slurm as 'Kill task failed' after a step ended while slurmctld was stopped" % nodes.strip())
+                    self.ledger.note("nodes resumed after Slurm drained them (Kill task failed while slurmctld was stopped)")
+
     def abort(self):
         """Leaves the machine as the soak found it, whenever the soak ends: slurmctld running,
         no dlhubd of its own. Called from main's finally (normal end, error, Ctrl-C, SIGTERM)."""
@@ -1600,6 +1622,7 @@ class Soak:
         poll_stop = threading.Event()
         poller = threading.Thread(target=self.tracker.run, args=(poll_stop,), daemon=True)
         poller.start()
+        threading.Thread(target=self.node_keeper, daemon=True).start()
 
         plan = self.schedule()
         log("fault schedule: " + ", ".join("%s@%.0fs" % (k, t) for t, k, _, _ in plan))
