@@ -87,6 +87,8 @@ import Testing
         #expect(open.status == 0, "\(open.stderr)")
         let link = open.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(link.hasPrefix(service.url + "/-/signin?code="), "\(open.stdout)")
+        let second = try cli.run(as: TestUsers.alice, ["open", "alice/secret", "--print"])
+        let proxiedLink = second.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 
         let expect: JSONValue = [
             "id": "alice/spectra", "version": 2,
@@ -102,10 +104,10 @@ import Testing
         let result = try Subprocess.run(
             Self.tools,
             [
-                BuiltProducts.packageRoot + "/Tests/browser/catalogue_check.py", "--url", service.url, "--signin", link, "--screenshots",
-                shots,
-                "--expect", expectPath,
+                BuiltProducts.packageRoot + "/Tests/browser/catalogue_check.py", "--url", service.url, "--signin", link,
+                "--signin-proxied", proxiedLink, "--screenshots", shots, "--expect", expectPath,
             ], environment: ["PATH": "/usr/bin:/bin", "HOME": work.path, "LANG": "C.UTF-8"])
+        print(result.stdout)
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr.suffix(3000))")
         #expect(result.stdout.contains("all checks passed"), "\(result.stdout)")
         #expect(

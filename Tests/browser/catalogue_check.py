@@ -3,19 +3,24 @@
 dlhubd: search, filters, paging, a model page, a version's tombstone, copy buttons, citation
 downloads, JSON-LD and citation meta tags, a hostile model card, signing in with a `dlhub open`
 link, signing out, pages with JavaScript off, on a phone and in print, and basic accessibility
-(landmarks, headings, labels, link text, contrast).
+(landmarks, headings, labels, link text, contrast); then all over again through a reverse proxy
+that serves it under a prefix, as Open OnDemand's rnode does.
 
 Run by EndToEndTests/WebBrowserTests, which publishes the servables it expects:
 
-    catalogue_check.py --url URL --signin ONE_TIME_LINK --screenshots DIR --expect EXPECT.json
+    catalogue_check.py --url URL --signin LINK --signin-proxied LINK2 --screenshots DIR --expect EXPECT.json
 
 Prints one line per check and exits 1 if any failed.
 """
 import argparse
+import http.server
 import json
 import os
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -26,6 +31,57 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 failures = []
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class PrefixProxy(http.server.BaseHTTPRequestHandler):
+    """A reverse proxy like Open OnDemand's rnode: /rnode/<host>/<port>/PATH goes to the service
+    as /PATH, the prefix stripped; answers (and their Location headers) come back as they are."""
+
+    def do_GET(self):
+        self.forward()
+
+    def do_POST(self):
+        self.forward()
+
+    def forward(self):
+        prefix = self.server.prefix
+        if not self.path.startswith(prefix):
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else None
+        request = urllib.request.Request(self.server.upstream + self.path[len(prefix) - 1:], data=body, method=self.command)
+        for name in ["Cookie", "Content-Type", "Sec-Fetch-Site", "Origin"]:
+            if self.headers.get(name):
+                request.add_header(name, self.headers[name])
+        try:
+            response = urllib.request.build_opener(NoRedirect).open(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            response = error
+        data = response.read()
+        self.send_response(response.getcode())
+        for name, value in response.headers.items():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def prefix_proxy(upstream):
+    port = int(upstream.rsplit(":", 1)[1])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PrefixProxy)
+    server.upstream = upstream
+    server.prefix = f"/rnode/127.0.0.1/{port}/"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}{server.prefix}"
 
 
 def check(condition, what):
@@ -142,6 +198,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--signin", required=True)
+    parser.add_argument("--signin-proxied", required=True, help="a second one-time link, for the pass through a proxy")
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--expect", required=True)
     args = parser.parse_args()
@@ -162,7 +219,7 @@ def main():
         check(expect["private_title"] not in body, "home: the private servable is not listed anonymously")
         check("Page 1 of 2" in body, "home: paging says page 1 of 2")
         accessible(d, "home")
-        screenshot(d, os.path.join(args.screenshots, "search.png"))
+        screenshot(d, os.path.join(args.screenshots, "search.png"), max_height=1100)
         navigate(d, d.find_element(By.CSS_SELECTOR, "a[rel=next]").click)
         check("page=2" in d.current_url and len(cards(d)) == expect["public_count"] - 20,
               f"paging: page 2 holds the rest ({len(cards(d))} of {expect['public_count']})")
@@ -284,7 +341,7 @@ def main():
         check(text.startswith("@") and expect["doi"] in text, f"citation: the BibTeX download ({path})")
         check(not csp_violations(d), f"no Content-Security-Policy violation on these pages {csp_violations(d)}")
         accessible(d, "model page")
-        screenshot(d, os.path.join(args.screenshots, "model.png"))
+        screenshot(d, os.path.join(args.screenshots, "model.png"), max_height=1320)
 
         # A withdrawn version: its tombstone.
         navigate(d, d.find_element(By.CSS_SELECTOR, "table.versions a").click)
@@ -338,6 +395,35 @@ def main():
         check(hidden == "none", "print: the search form is left out")
     finally:
         d.quit()
+
+    # --- Behind a proxy that serves the catalogue under a prefix: every link stays under it.
+    server, proxied = prefix_proxy(base)
+    d = browser()
+    try:
+        d.get(proxied)
+        check(d.find_element(By.TAG_NAME, "h1").text == "Models on this cluster", f"proxy: the search page under {proxied}")
+        band = d.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor")
+        check(band == "rgb(16, 48, 79)", f"proxy: the stylesheet loads through the prefix ({band})")
+        facet = d.find_elements(By.CSS_SELECTOR, "ul.facets a")[0]
+        navigate(d, facet.click)
+        check(d.current_url.startswith(proxied + "?"), f"proxy: a facet link stays under the prefix ({d.current_url})")
+        d.get(proxied + "?q=" + expect["query"])
+        navigate(d, cards(d)[0].find_element(By.CSS_SELECTOR, "h2 a").click)
+        check(d.current_url == proxied + expect["id"], f"proxy: a result links under the prefix ({d.current_url})")
+        navigate(d, d.find_element(By.CSS_SELECTOR, "table.versions a").click)
+        check(d.current_url == proxied + expect["id"] + "@1", f"proxy: a version link stays under the prefix ({d.current_url})")
+        navigate(d, d.find_element(By.CSS_SELECTOR, "header a.brand").click)
+        check(d.current_url == proxied, f"proxy: the brand link goes to the prefix's root ({d.current_url})")
+        d.get(args.signin_proxied.replace(base + "/", proxied))
+        check(d.current_url == proxied + expect["private_id"], f"proxy: signing in lands under the prefix ({d.current_url})")
+        check(d.find_element(By.TAG_NAME, "h1").text == expect["private_title"], "proxy: signed in, the private servable shows")
+        navigate(d, d.find_element(By.CSS_SELECTOR, "header form.session button").click)
+        check(d.current_url == proxied, f"proxy: signing out goes back to the prefix's root ({d.current_url})")
+        d.get(proxied + expect["private_id"])
+        check(d.find_element(By.TAG_NAME, "h1").text == "Not found", "proxy: signed out, the private servable is hidden")
+    finally:
+        d.quit()
+        server.shutdown()
 
     print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
     return 1 if failures else 0
