@@ -1,3 +1,4 @@
+import Foundation
 import DLHubCore
 import DLHubTesting
 import Testing
@@ -13,6 +14,24 @@ import Testing
         #expect(m.input == .ndarray(shape: [nil, 4], item: .float))
         #expect(m.visibleTo == [.everyone])
         #expect(m.pythonDependencies["scikit-learn"] == "1.5.0")
+    }
+
+    /// Loader names are resolved once, at publish: the published document names the loader as
+    /// the worker knows it, whatever spelling the author used.
+    @Test func publishingWritesTheLoaderUnderTheNameTheWorkerKnows() throws {
+        let worker = try String(contentsOfFile: BuiltProducts.packageRoot + "/python/dlhub_worker.py", encoding: .utf8)
+        for loader in Loader.allCases where loader != .executable {
+            #expect(worker.contains("\"\(loader.rawValue)\": self.load_"), "the Python worker has no loader named \(loader.rawValue)")
+            for spelling in [loader.shortName, loader.sdkTypeName, loader.rawValue] {
+                var doc = ServableFixtures.sklearnDocument()
+                doc = doc.setting(["servable", "shim"], to: .null).setting(["servable", "type"], to: .string(spelling))
+                    .setting(["servable", "methods", "run", "method_details"], to: ["module": "m", "method_name": "predict", "class_name": "C"])
+                let m = try ServableMetadata.validate(doc, files: ["model.joblib"])
+                #expect(m.loader == loader, "\(spelling)")
+                let published = m.published(owner: "alice", version: 1, identifier: nil, date: "2026-12-04")
+                #expect(published["servable"]?["shim"]?.stringValue == loader.rawValue, "\(spelling)")
+            }
+        }
     }
 
     @Test func rowModelsTakeLargerBatchesUnlessTheySayOtherwise() throws {

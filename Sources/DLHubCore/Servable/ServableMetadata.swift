@@ -376,6 +376,10 @@ extension ServableMetadata {
         doc = doc.setting(["dlhub", "owner"], to: .string(owner))
         doc = doc.setting(["dlhub", "version"], to: .int(Int64(version)))
         doc = doc.setting(["dlhub", "publication_date"], to: .string(date))
+        // The loader as resolved here, once, under the name every worker knows: a servable that
+        // says only `"type": "sklearn"` (or an older SDK spelling) used to publish and then fail
+        // at load, since the Python worker reads `shim` and knows only these names.
+        doc = doc.setting(["servable", "shim"], to: .string(loader.rawValue))
         var fileBlock: [String: JSONValue] = [:]
         for (key, path) in files.sorted(by: { $0.key < $1.key }) {
             if let bracket = key.firstIndex(of: "[") {
