@@ -1,6 +1,6 @@
-import Foundation
 import DLHubCore
 import DLHubTesting
+import Foundation
 import Testing
 
 @Suite struct ServableMetadataTests {
@@ -25,7 +25,8 @@ import Testing
             for spelling in [loader.shortName, loader.sdkTypeName, loader.rawValue] {
                 var doc = ServableFixtures.sklearnDocument()
                 doc = doc.setting(["servable", "shim"], to: .null).setting(["servable", "type"], to: .string(spelling))
-                    .setting(["servable", "methods", "run", "method_details"], to: ["module": "m", "method_name": "predict", "class_name": "C"])
+                    .setting(
+                        ["servable", "methods", "run", "method_details"], to: ["module": "m", "method_name": "predict", "class_name": "C"])
                 let m = try ServableMetadata.validate(doc, files: ["model.joblib"])
                 #expect(m.loader == loader, "\(spelling)")
                 let published = m.published(owner: "alice", version: 1, identifier: nil, date: "2026-12-04")
