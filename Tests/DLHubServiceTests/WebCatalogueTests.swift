@@ -131,7 +131,11 @@ import Testing
             #expect(SafeURL(relativeUserWritten: good) != nil, "\(good)")
         }
         #expect(WebRoutes.safeNext("/alice/iris@2") == "/alice/iris@2")
-        for bad in ["//evil.example/", "https://evil.example", "alice", "/\\evil", "/a b", "/<x>"] {
+        // The last five found by the red team: behind a proxy's prefix they climb out of it.
+        for bad in [
+            "//evil.example/", "https://evil.example", "alice", "/\\evil", "/a b", "/<x>", "/.//evil.example", "/..//evil.example",
+            "/-/..//evil.example", "/./%2F/evil.example", "/alice/%2e%2e/x",
+        ] {
             #expect(WebRoutes.safeNext(bad) == nil, "\(bad)")
         }
         #expect(SafeURL.doi("10.1000/a b<c>").text == "https://doi.org/10.1000/a%20b%3Cc%3E")
@@ -214,6 +218,38 @@ import Testing
         }
     }
 
+    /// Login CSRF (found by the red team): a page elsewhere that sends the browser to bob's link
+    /// must not sign the visitor in as bob. A cross-site arrival shows whom the link is for and a
+    /// button that posts from this origin; a cross-site post is refused.
+    @Test func aSignInLinkThatAnotherSiteSendsOnlyAsks() async throws {
+        let harness = try await ServiceHarness()
+        try await harness.withClient { (client: Client) async throws in
+            let link = try await client.send(.post, "/v1/web/links", as: TestUsers.bob)
+            let url = try #require(link.json["url"]?.stringValue)
+            let path = String(url[try #require(url.range(of: "/-/signin")?.lowerBound)...])
+            let code = String(path.dropFirst("/-/signin?code=".count))
+            func request(_ method: HTTPRequest.Method, _ uri: String, site: String?, body: String? = nil) async throws -> Page {
+                var headers: HTTPFields = [:]
+                if let site { headers[HTTPField.Name("Sec-Fetch-Site")!] = site }
+                if body != nil { headers[.contentType] = "application/x-www-form-urlencoded" }
+                return try await client.inner.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+                {
+                    Page(status: $0.status, headers: $0.headers, body: String(buffer: $0.body))
+                }
+            }
+            let asked = try await request(.get, path, site: "cross-site")
+            #expect(asked.status == .ok)
+            #expect(asked.headers[.setCookie] == nil, "no session from a cross-site arrival")
+            #expect(asked.body.contains("Sign in as bob?"))
+            #expect(asked.body.contains("method=\"post\""))
+            #expect(try await request(.post, "/-/signin", site: "cross-site", body: "code=" + code).status == .forbidden)
+            let confirmed = try await request(.post, "/-/signin", site: "same-origin", body: "code=" + code)
+            #expect(confirmed.status == .seeOther)
+            #expect(confirmed.headers[.setCookie]?.hasPrefix("dlhub_session=") == true)
+            #expect(try await request(.post, "/-/signin", site: "same-origin", body: "code=" + code).status == .unauthorized, "spent")
+        }
+    }
+
     @Test func pagesShowWhatTheAPIShowsAndASignInLinkShowsMore() async throws {
         let harness = try await ServiceHarness()
         try await harness.withClient { (client: Client) async throws in
@@ -280,6 +316,8 @@ import Testing
             #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Path=/"))
             let cookie = String(setCookie.prefix { $0 != ";" })
             #expect(try await Self.get(client, path).status == .unauthorized, "a link works once")
+            // Two cookies of the name (one planted): the valid one still counts.
+            #expect(try await Self.get(client, "/alice/secret", cookie: "dlhub_session=planted; " + cookie).status == .ok)
             let seen = try await Self.get(client, "/alice/secret", cookie: cookie)
             #expect(seen.status == .ok)
             #expect(seen.body.contains("Quark gluon tagger"))

@@ -89,6 +89,7 @@ import Testing
         #expect(link.hasPrefix(service.url + "/-/signin?code="), "\(open.stdout)")
         let second = try cli.run(as: TestUsers.alice, ["open", "alice/secret", "--print"])
         let proxiedLink = second.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bobsLink = try cli.run(as: TestUsers.bob, ["open", "--print"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 
         let expect: JSONValue = [
             "id": "alice/spectra", "version": 2,
@@ -105,7 +106,7 @@ import Testing
             Self.tools,
             [
                 BuiltProducts.packageRoot + "/Tests/browser/catalogue_check.py", "--url", service.url, "--signin", link,
-                "--signin-proxied", proxiedLink, "--screenshots", shots, "--expect", expectPath,
+                "--signin-proxied", proxiedLink, "--signin-other", bobsLink, "--screenshots", shots, "--expect", expectPath,
             ], environment: ["PATH": "/usr/bin:/bin", "HOME": work.path, "LANG": "C.UTF-8"])
         print(result.stdout)
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr.suffix(3000))")

@@ -75,6 +75,24 @@ class PrefixProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def attacker_page(html):
+    """Serves `html` from another origin (127.0.0.2, another port): a site an attacker controls."""
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.2:{server.server_address[1]}/"
+
+
 def prefix_proxy(upstream):
     port = int(upstream.rsplit(":", 1)[1])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PrefixProxy)
@@ -199,6 +217,7 @@ def main():
     parser.add_argument("--url", required=True)
     parser.add_argument("--signin", required=True)
     parser.add_argument("--signin-proxied", required=True, help="a second one-time link, for the pass through a proxy")
+    parser.add_argument("--signin-other", required=True, help="bob's one-time link, which another site sends the browser to")
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--expect", required=True)
     args = parser.parse_args()
@@ -362,6 +381,14 @@ def main():
         d.get(base + "/?q=" + expect["private_query"])
         check([c.find_element(By.TAG_NAME, "h2").text for c in cards(d)] == [expect["private_title"]], "sign in: search finds the private servable")
         accessible(d, "signed-in search")
+        # Login CSRF: a page elsewhere sends the browser to bob's link. It must not sign the
+        # visitor in as bob: the link only asks, and alice stays signed in.
+        evil = attacker_page(f'<!DOCTYPE html><script>location = {json.dumps(args.signin_other)};</script>')
+        d.get(evil)
+        WebDriverWait(d, 20).until(lambda x: x.current_url.startswith(base))
+        check("Sign in as bob?" in d.find_element(By.TAG_NAME, "h1").text, f"login CSRF: a cross-site arrival only asks ({d.current_url})")
+        d.get(base + "/" + expect["private_id"])
+        check("Signed in as alice" in d.find_element(By.TAG_NAME, "header").text, "login CSRF: alice is still signed in as alice")
         navigate(d, d.find_element(By.CSS_SELECTOR, "header form.session button").click)
         check(d.current_url.rstrip("/") == base, f"sign out: back to the search page ({d.current_url})")
         d.get(base + "/" + expect["private_id"])

@@ -55,7 +55,13 @@ public struct Citation: Sendable, Equatable {
         guard parts.count == 2, parts[0].hasPrefix("10."), parts[0].count >= 7,
             parts[0].dropFirst(3).allSatisfy({ $0.isNumber || $0 == "." }), !parts[1].isEmpty, text.count <= 300
         else { return false }
-        return !text.contains(where: { $0.isWhitespace || $0.isNewline }) && !placeholderDOIs.contains(text)
+        // Characters a DOI may hold but not unencoded in a URL or a citation (the DOI Handbook's
+        // advice), refused rather than carried into every format (found by the red team).
+        let unsafe: Set<Character> = ["\"", "<", ">", "\\", "{", "}", "^", "`", "|"]
+        return !text.contains(where: {
+            $0.isWhitespace || $0.isNewline || unsafe.contains($0) || ($0.asciiValue.map { $0 < 0x20 } ?? false)
+        })
+            && !placeholderDOIs.contains(text)
     }
 
     /// From a published `servable.json`.
@@ -147,7 +153,10 @@ public struct Citation: Sendable, Equatable {
         default: authors = names.dropLast().joined(separator: "; ") + " & " + names.last!
         }
         let locator = doi.map { "https://doi.org/\($0)" } ?? "\(url) (\(digest))"
-        return "\(authors) (\(year)). \(title) (version \(version)) [Computer software: machine-learning model]. \(publisher). \(locator)\n"
+        let line =
+            "\(authors) (\(year)). \(title) (version \(version)) [Computer software: machine-learning model]. \(publisher). \(locator)"
+        // One line: a title's newlines would let it forge lines after it (found by the red team).
+        return String(String.UnicodeScalarView(line.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 })) + "\n"
     }
 
     // MARK: BibTeX
@@ -176,11 +185,24 @@ public struct Citation: Sendable, Equatable {
         return "@misc{\(key),\n\(body)\n}\n"
     }
 
-    /// Braces balanced and TeX's special characters escaped, so any title survives a BibTeX parser.
+    /// TeX's special characters escaped, so any title survives a BibTeX parser. BibTeX counts
+    /// braces whether or not a backslash comes first: `\{` and `\}` keep a field whole only when
+    /// the value's own braces balance. A value whose braces do not (`X}, note = {...`, which
+    /// would end the field and start another: found by the red team) has every brace written as
+    /// `\textbraceleft{}` and `\textbraceright{}`.
     static func bibtexEscape(_ s: String) -> String {
+        var depth = 0
+        var balanced = true
+        for ch in s {
+            if ch == "{" { depth += 1 } else if ch == "}" { depth -= 1 }
+            if depth < 0 { balanced = false }
+        }
+        balanced = balanced && depth == 0
         var out = ""
         for ch in s {
             switch ch {
+            case "{" where !balanced: out += "\\textbraceleft{}"
+            case "}" where !balanced: out += "\\textbraceright{}"
             case "{", "}", "&", "%", "$", "#", "_": out += "\\" + String(ch)
             case "\\": out += "\\textbackslash{}"
             case "~": out += "\\textasciitilde{}"

@@ -668,6 +668,26 @@ enum WebPages {
             ])
     }
 
+    /// A sign-in link that another site sent the browser to: who it signs in, and a button.
+    static func confirmSignin(code: String, login: String, context: PageContext) -> String {
+        page(
+            title: "Sign in", context: context,
+            main: [
+                H.el("h1", text: "Sign in as \(login)?"),
+                H.el(
+                    "p",
+                    text:
+                        "Another page sent you here with a link that signs this browser in as \(login). If you did not just run dlhub open yourself, close this page."
+                ),
+                H.el(
+                    "form", [.action(context.link("-/signin")), Attribute("method", "post")],
+                    [
+                        .void("input", [Attribute("type", "hidden"), Attribute("name", "code"), Attribute("value", code)]),
+                        H.el("button", [Attribute("type", "submit")], text: "Sign in as \(login)"),
+                    ]),
+            ])
+    }
+
     static func message(_ title: String, _ text: String, context: PageContext) -> String {
         page(title: title, context: context, main: [H.el("h1", text: title), H.el("p", text: text)])
     }

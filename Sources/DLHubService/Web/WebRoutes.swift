@@ -94,23 +94,27 @@ struct WebRoutes: Sendable {
         }
         router.get("/-/style.css") { _, _ in asset(WebAssets.stylesheet, type: "text/css; charset=utf-8") }
         router.get("/-/copy.js") { _, _ in asset(WebAssets.copyScript, type: "text/javascript; charset=utf-8") }
+        // A sign-in link followed from a terminal (or typed) signs in at once. One that another
+        // site sent the browser to (`Sec-Fetch-Site: cross-site`) only shows whom it would sign in
+        // as, with a button: otherwise any page could swap a visitor's session for its author's
+        // (login CSRF, found by the red team). The button posts from this page, same-origin.
         router.get("/-/signin") { request, _ in
-            let context = PageContext(root: "../", caller: nil, serviceURL: advertisedURL.value, serviceID: serviceID)
-            guard let code = request.uri.queryParameters.get("code"), code.count <= 100,
-                let (session, _, next) = sessions.redeem(code: code)
-            else {
-                return html(
-                    WebPages.message(
-                        "This sign-in link does not work",
-                        "It was used already or is older than two minutes. Run dlhub open again for a new one.",
-                        context: context), .unauthorized)
+            let code = request.uri.queryParameters.get("code") ?? ""
+            if Self.crossSite(request) {
+                guard let login = sessions.peek(code: code) else { return signinFailed() }
+                return html(WebPages.confirmSignin(code: code, login: login, context: signinContext), .ok)
             }
-            var response = Response(status: .seeOther)
-            // Relative to /-/signin, so that it stays right behind a proxy's prefix.
-            response.headers[.location] = "../" + next.dropFirst()
-            response.headers[.setCookie] = cookie(session, maxAge: Int(sessions.sessionLifetimeSeconds))
-            Self.secure(&response, private: true)
-            return response
+            return signin(code: code)
+        }
+        router.post("/-/signin") { request, _ in
+            guard !Self.crossSite(request) else {
+                return html(
+                    WebPages.message("Not signed in", "Sign in from the link dlhub open printed.", context: signinContext), .forbidden)
+            }
+            let body = try await request.body.collect(upTo: 1024)
+            let form = String(buffer: body)
+            let code = form.split(separator: "&").first { $0.hasPrefix("code=") }.map { String($0.dropFirst(5)) } ?? ""
+            return signin(code: code.removingPercentEncoding ?? code)
         }
         router.post("/-/signout") { request, _ in
             // A cross-site form cannot carry the cookie (SameSite=Strict); the fetch metadata a
@@ -157,6 +161,34 @@ struct WebRoutes: Sendable {
             let ended = sessions.revokeAll(login: caller.login)
             return Response.json(["login": .string(caller.login), "sessions_ended": .int(Int64(ended))])
         }
+    }
+
+    // MARK: Signing in
+
+    var signinContext: PageContext { PageContext(root: "../", caller: nil, serviceURL: advertisedURL.value, serviceID: serviceID) }
+
+    /// Whether another site sent this request (fetch metadata; absent from older browsers and curl).
+    static func crossSite(_ request: Request) -> Bool {
+        guard let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!] else { return false }
+        return site != "same-origin" && site != "none"
+    }
+
+    func signinFailed() -> Response {
+        html(
+            WebPages.message(
+                "This sign-in link does not work", "It was used already or is older than two minutes. Run dlhub open again for a new one.",
+                context: signinContext), .unauthorized)
+    }
+
+    /// Spends the code: a session cookie, and on to the page the link named.
+    func signin(code: String) -> Response {
+        guard code.count <= 100, let (session, _, next) = sessions.redeem(code: code) else { return signinFailed() }
+        var response = Response(status: .seeOther)
+        // Relative to /-/signin, so that it stays right behind a proxy's prefix.
+        response.headers[.location] = "../" + next.dropFirst()
+        response.headers[.setCookie] = cookie(session, maxAge: Int(sessions.sessionLifetimeSeconds))
+        Self.secure(&response, private: true)
+        return response
     }
 
     // MARK: Pages
@@ -228,8 +260,11 @@ struct WebRoutes: Sendable {
 
     /// The session's caller, or the anonymous visitor.
     func caller(_ request: Request) async -> Caller {
-        guard let session = Self.sessionCookie(request.headers[.cookie]) else { return Self.anonymous }
-        return await sessions.caller(session: session) ?? Self.anonymous
+        // Every cookie of that name, in order: one planted for the host must not hide the real one.
+        for session in Self.sessionCookies(request.headers[.cookie]).prefix(4) {
+            if let caller = await sessions.caller(session: session) { return caller }
+        }
+        return Self.anonymous
     }
 
     /// Renders a page for whoever asks; an error is an HTML page too, never the API's JSON.
@@ -280,26 +315,34 @@ struct WebRoutes: Sendable {
         "\(Self.cookieName)=\(value); Path=\(cookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (tls ? "; Secure" : "")
     }
 
-    static func sessionCookie(_ header: String?) -> String? {
-        guard let header else { return nil }
-        for part in header.split(separator: ";") {
+    static func sessionCookies(_ header: String?) -> [String] {
+        guard let header else { return [] }
+        return header.split(separator: ";").compactMap { part in
             let pair = part.trimmingCharacters(in: .whitespaces)
-            if pair.hasPrefix(cookieName + "=") {
-                let value = String(pair.dropFirst(cookieName.count + 1))
-                return value.isEmpty || value.count > 100 ? nil : value
-            }
+            guard pair.hasPrefix(cookieName + "=") else { return nil }
+            let value = String(pair.dropFirst(cookieName.count + 1))
+            return value.isEmpty || value.count > 100 ? nil : value
         }
-        return nil
     }
+
+    static func sessionCookie(_ header: String?) -> String? { sessionCookies(header).first }
 
     /// Where a sign-in link may send its user: a catalogue path (`/`, `/alice/iris@2`,
     /// `/?q=x`), never another site (`//host`, `https://...`) or a scheme.
     static func safeNext(_ raw: String) -> String? {
-        guard raw.hasPrefix("/"), !raw.hasPrefix("//"), raw.utf8.count <= 512,
+        guard raw.hasPrefix("/"), raw.utf8.count <= 512,
             raw.unicodeScalars.allSatisfy({
                 $0.value > 0x20 && $0.value < 0x7F && $0 != "\\" && $0 != "\"" && $0 != "'" && $0 != "<" && $0 != ">"
             })
         else { return nil }
+        // The path may not climb (`.`, `..`, also percent-encoded), hold an empty segment (`//`,
+        // which a browser reads as another host once `../` is put in front) or an encoded slash:
+        // behind a proxy's prefix, those would leave the catalogue (found by the red team).
+        let path = raw.prefix { $0 != "?" && $0 != "#" }
+        let lowered = path.lowercased()
+        guard !lowered.contains("%2f"), !lowered.contains("%5c"), !lowered.contains("%2e") else { return nil }
+        let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        guard !segments.dropLast().contains(where: \.isEmpty), !segments.contains(where: { $0 == "." || $0 == ".." }) else { return nil }
         return raw
     }
 

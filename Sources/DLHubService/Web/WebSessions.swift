@@ -63,6 +63,14 @@ public final class WebSessions: Sendable {
         return (code, expires)
     }
 
+    /// Whom a live code would sign in, without spending it.
+    public func peek(code: String, now: Date = Date()) -> String? {
+        state.update { s in
+            guard let entry = s.codes[code], entry.expires > now else { return nil }
+            return entry.caller.login
+        }
+    }
+
     /// Spends a code: a new session and where to go, or nil (unknown, used or expired).
     public func redeem(code: String, now: Date = Date()) -> (session: String, caller: Caller, next: String)? {
         let session = Self.secret()
