@@ -479,7 +479,8 @@ enum WebPages {
             ])
     }
 
-    static func snippet(_ id: String, _ label: String, _ code: String) -> Node {
+    /// A block of text to copy: its label, a copy button (shown by the script) and `extra`.
+    static func snippet(_ id: String, _ label: String, _ code: String, extra: [Node] = []) -> Node {
         H.el(
             "figure", [.class("snippet")],
             [
@@ -493,7 +494,7 @@ enum WebPages {
                                 Attribute("type", "button"), Attribute("data-copy", id), .flag("hidden"),
                                 Attribute("aria-label", "Copy: " + label),
                             ], text: "Copy"),
-                    ]),
+                    ] + extra),
                 H.el("pre", [], [H.el("code", [.id(id)], text: code)]),
             ])
     }
@@ -508,23 +509,11 @@ enum WebPages {
         let c = p.citation
         let r = p.record
         func block(_ id: String, _ label: String, _ format: String, _ text: String, file: String) -> Node {
-            H.el(
-                "figure", [.class("snippet")],
-                [
-                    H.el(
-                        "figcaption", [],
-                        [
-                            .text(label + " "),
-                            H.el(
-                                "button",
-                                [
-                                    Attribute("type", "button"), Attribute("data-copy", id), .flag("hidden"),
-                                    Attribute("aria-label", "Copy: " + label),
-                                ], text: "Copy"),
-                            .text(" "),
-                            H.a(citationLink(r, format: format, context: context), text: "Download " + file, [Attribute("download", file)]),
-                        ]),
-                    H.el("pre", [], [H.el("code", [.id(id)], text: text)]),
+            snippet(
+                id, label, text,
+                extra: [
+                    .text(" "),
+                    H.a(citationLink(r, format: format, context: context), text: "Download " + file, [Attribute("download", file)]),
                 ])
         }
         let base = "\(r.owner)-\(r.name)-\(r.version)"
