@@ -117,7 +117,8 @@ import Testing
             for uri in ["/v1/servables/alice/iris@2", "/v1/servables/\(digest)"] {
                 let tomb = try await client.send(.get, uri, as: TestUsers.bob)
                 #expect(tomb.status == .ok)
-                #expect(tomb.json["withdrawn"]?["reason"] == "bad weights")
+                #expect(tomb.json["withdrawal"]?["reason"] == "bad weights")
+                #expect(tomb.json["withdrawn"] == true, "a boolean, as in search results")
                 #expect(tomb.json["digest"]?.stringValue == digest)
             }
             #expect(!FileManager.default.fileExists(atPath: harness.registryRoot + "/servables/alice/iris/2/model.joblib"))

@@ -284,10 +284,12 @@ extension RegistryRecord {
             "visible_to": .array(metadata.visibleTo.map { .string($0.description) }),
             "metadata": metadata.document,
         ]
+        // `withdrawn` is a boolean here as in search results; the tombstone is `withdrawal`.
+        out["withdrawn"] = .bool(withdrawal != nil)
         if let w = withdrawal {
-            out["withdrawn"] = ["by": .string(w.by), "at": .string(w.at), "reason": .string(w.reason)]
+            out["withdrawal"] = ["by": .string(w.by), "at": .string(w.at), "reason": .string(w.reason)]
         } else {
-            out["withdrawn"] = .null
+            out["withdrawal"] = .null
         }
         return .object(out)
     }

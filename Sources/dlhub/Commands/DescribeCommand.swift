@@ -18,7 +18,7 @@ struct DescribeCommand: AsyncParsableCommand {
             let j = reply.json
             let m = j["metadata"] ?? .null
             print("\(j["id"]?.stringValue ?? "")@\(j["version"]?.intValue ?? 0)  \(j["title"]?.stringValue ?? "")")
-            if let w = j["withdrawn"], !w.isNull {
+            if let w = j["withdrawal"], !w.isNull {
                 print(
                     "WITHDRAWN  on \(w["at"]?.stringValue ?? "") by \(w["by"]?.stringValue ?? "")\((w["reason"]?.stringValue).map { $0.isEmpty ? "" : ": \($0)" } ?? "")"
                 )
