@@ -100,6 +100,24 @@ import Testing
         #expect(html.contains("[image: a plot]"))
     }
 
+    @Test func renderedCardsAreKeptByDigestWithinABound() {
+        let cache = ModelCard.Cache(capacity: 2)
+        let reads = LockedBox(0)
+        func card(_ digest: String, _ text: String?) -> String? {
+            cache.rendered(digest: digest) {
+                reads.update { $0 += 1 }
+                return text
+            }?.rendered
+        }
+        #expect(card("a", "# A") == "<h3>A</h3>")
+        #expect(card("a", "# changed") == "<h3>A</h3>", "a version's card is rendered once")
+        #expect(card("none", nil) == nil)
+        #expect(card("none", "# late") == nil, "so is the absence of one")
+        #expect(reads.value == 2)
+        _ = card("b", "# B")
+        #expect(card("a", "# again") == "<h3>again</h3>", "the oldest went when the third came")
+    }
+
     // MARK: The builder
 
     @Test func textAndAttributeValuesAreEscaped() {

@@ -17,6 +17,29 @@ enum ModelCard {
     /// Model cards longer than this are cut (the API's `model_card` has the same bound).
     static let maxBytes = 65536
 
+    /// Rendered cards by version digest (a version's files never change), the latest `capacity`
+    /// rendered kept.
+    final class Cache: Sendable {
+        let capacity: Int
+        private let table = LockedBox<(cards: [String: Node?], order: [String])>(([:], []))
+
+        init(capacity: Int = 512) { self.capacity = max(1, capacity) }
+
+        /// The card of `digest`, rendered from `markdown()` the first time; nil when it has none.
+        func rendered(digest: String, _ markdown: () -> String?) -> Node? {
+            if let hit = table.update({ $0.cards[digest] }) { return hit }
+            let node = markdown().map(ModelCard.render)
+            let capacity = self.capacity
+            table.update { t in
+                guard t.cards[digest] == nil else { return }
+                if t.order.count >= capacity { t.cards.removeValue(forKey: t.order.removeFirst()) }
+                t.cards[digest] = .some(node)
+                t.order.append(digest)
+            }
+            return node
+        }
+    }
+
     static func render(_ markdown: String) -> Node {
         var source = markdown
         if source.utf8.count > maxBytes { source = String(decoding: Array(source.utf8.prefix(maxBytes)), as: UTF8.self) }

@@ -258,7 +258,8 @@ enum WebPages {
         var record: RegistryRecord
         var versions: [IndexEntry]
         var environment: JSONValue
-        var modelCard: String?
+        /// The model card, rendered (`ModelCard.render`).
+        var modelCard: Node?
         var citation: Citation
         var usage: ServableUsage.Summary?
         /// The page's own absolute URL for this version (what a DOI resolves to).
@@ -299,7 +300,7 @@ enum WebPages {
             main.append(
                 H.el(
                     "section", [.class("model-card"), Attribute("aria-labelledby", "card-h")],
-                    [H.el("h2", [.id("card-h")], text: "Model card"), H.el("div", [.class("card-body")], [ModelCard.render(card)])]))
+                    [H.el("h2", [.id("card-h")], text: "Model card"), H.el("div", [.class("card-body")], [card])]))
         }
         main.append(interface(m))
         if r.withdrawal == nil { main.append(howToRun(p, context: context)) }
