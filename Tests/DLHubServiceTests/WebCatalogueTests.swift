@@ -318,8 +318,12 @@ import Testing
             let digest = try await client.send(.get, "/v1/servables/alice/secret", as: TestUsers.alice).json["digest"]?.stringValue ?? ""
             #expect(try await Self.get(client, "/\(digest)").status == .notFound)
             #expect(try await Self.get(client, "/alice/secret@1/citation?format=bibtex").status == .notFound)
-            // The API still wants credentials.
-            #expect(try await client.send(.get, "/v1/whoami", as: nil).status == .unauthorized)
+            // The API still wants credentials, however its path is spelled: the middleware lets
+            // every path outside /v1/ through to the pages, and each API handler needs a caller.
+            for path in ["/v1/whoami", "/V1/whoami", "/%761/whoami", "/v1%2Fwhoami", "//v1/whoami", "/v1//whoami", "/./v1/whoami"] {
+                let reply = try await client.send(.get, path, as: nil)
+                #expect(reply.status != .ok && !"\(reply.json)".contains("\"login\""), "\(path): \(reply.status)")
+            }
 
             // A one-time link signs alice in; the cookie shows her private servable.
             let link = try await client.send(.post, "/v1/web/links", as: TestUsers.alice, body: Array(#"{"next": "/alice/secret"}"#.utf8))
