@@ -170,25 +170,19 @@ extension SanitizedHTML {
 }
 
 enum HTMLEscape {
-    static func text(_ s: String, into out: inout String) {
-        for c in s.unicodeScalars {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-    }
+    static func text(_ s: String, into out: inout String) { escape(s, quotes: false, into: &out) }
 
-    static func attribute(_ s: String, into out: inout String) {
+    static func attribute(_ s: String, into out: inout String) { escape(s, quotes: true, into: &out) }
+
+    /// `&`, `<` and `>` always; `"` and `'` too inside an attribute value.
+    private static func escape(_ s: String, quotes: Bool, into out: inout String) {
         for c in s.unicodeScalars {
             switch c {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
+            case "\"" where quotes: out += "&quot;"
+            case "'" where quotes: out += "&#39;"
             default: out.unicodeScalars.append(c)
             }
         }

@@ -281,10 +281,10 @@ struct WebRoutes: Sendable {
             root: root, caller: caller.login.isEmpty ? nil : caller, serviceURL: advertisedURL.value, serviceID: serviceID)
         do {
             let (text, status) = try await body(context)
-            return html(text, status, signedIn: context.caller != nil)
+            return html(text, status)
         } catch let error as DLHubError {
             let status = ErrorMiddleware.status(for: error.code)
-            return html(WebPages.message("Something went wrong", error.message, context: context), status, signedIn: context.caller != nil)
+            return html(WebPages.message("Something went wrong", error.message, context: context), status)
         } catch {
             return html(
                 WebPages.message(
@@ -294,7 +294,7 @@ struct WebRoutes: Sendable {
         }
     }
 
-    func html(_ text: String, _ status: HTTPResponse.Status, signedIn: Bool = false) -> Response {
+    func html(_ text: String, _ status: HTTPResponse.Status) -> Response {
         var response = Response(
             status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
         Self.secure(&response, private: true)
