@@ -26,6 +26,10 @@ struct LoadFailures {
     static let maxBackoff = 600.0
 
     private(set) var byKey: [String: Failure] = [:]
+    /// Keys whose queued items may be waiting for a load that is not coming (items put back
+    /// from a lost pilot, or restored after a restart), for the next `takeBlocked`.
+    private var blocked: Set<String> = []
+    private var passScheduled = false
 
     static func backoff(attempts: Int) -> Double {
         min(maxBackoff, firstBackoff * pow(2, Double(max(0, attempts - 1))))
@@ -64,6 +68,21 @@ struct LoadFailures {
 
     mutating func sessionLeft(_ session: Int) {
         for k in byKey.keys { byKey[k]?.tried.remove(session) }
+    }
+
+    /// Notes that `key` cannot be loaded now while items may wait for it; true when the caller
+    /// is to schedule a pass that fails them (`takeBlocked`), false when one is already coming.
+    mutating func markBlocked(_ key: String) -> Bool {
+        blocked.insert(key)
+        defer { passScheduled = true }
+        return !passScheduled
+    }
+
+    /// The keys noted since the last pass, for the pass under way.
+    mutating func takeBlocked() -> Set<String> {
+        passScheduled = false
+        defer { blocked = [] }
+        return blocked
     }
 
     /// The most recent failure of any key of a servable version (for `dlhub describe`).

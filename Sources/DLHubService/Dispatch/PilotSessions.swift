@@ -1,3 +1,29 @@
+import DLHubCore
+import Foundation
+
+extension Dispatcher {
+    /// A pilot attached to the dispatcher: one per authenticated connection.
+    public struct Session: Sendable {
+        public var id: Int
+        public var hello: PilotHello
+        public var connectedAt: Date
+        public var slots: Int
+        public var loaded: Set<String> = []
+        public var loading: Set<String> = []
+        public var draining = false
+        public var idleSince: Date
+        public var lastHeard: Date
+        public var status: JSONValue = [:]
+        var inFlight: [UInt64: InFlight] = [:]
+        let outbound: PilotOutbound
+
+        /// Slots taken: batches on the pilot and loads under way (a load starts a worker, which
+        /// takes a core and a place under the pilot's worker limit as a batch does).
+        public var busy: Int { inFlight.count + loading.count }
+        public var runningBatches: Int { inFlight.count }
+    }
+}
+
 /// The pilots attached to the dispatcher (one session per pilot connection), with an index of
 /// which hold which servable loaded: matching queued work to pilots looks only at the pilots that
 /// have the servable, not at every pilot for every queue (what made `pump` cost grow with
