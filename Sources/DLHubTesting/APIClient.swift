@@ -25,6 +25,8 @@ public final class APIClient: @unchecked Sendable {
     public struct Reply: Sendable {
         public var status: Int
         public var json: JSONValue
+        /// The body as it came, for tests of its exact bytes.
+        public var body: [UInt8] = []
         public var errorMessage: String { json["error"]?["message"]?.stringValue ?? "" }
     }
 
@@ -53,7 +55,7 @@ public final class APIClient: @unchecked Sendable {
         let (data, response) = try await session.data(for: request)
         return Reply(
             status: (response as? HTTPURLResponse)?.statusCode ?? 0,
-            json: (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self)))
+            json: (try? JSONValue.parse(Array(data))) ?? .string(String(decoding: data, as: UTF8.self)), body: Array(data))
     }
 
     private let knownID = LockedValue<String?>(nil)

@@ -77,5 +77,56 @@ extension ClusterServingTests {
             #expect(status.status == 0, "\(status.stderr)")
             #expect(status.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "42")
         }
+
+        /// An answer given within the wait and the same answer fetched later from the store read
+        /// byte for byte the same where the worker's output is in them: numbers as Python spelled them
+        /// (100.0, 2.5e-07), keys in the order it wrote them (docs/requests.md). They used to
+        /// differ: the stored task was parsed and written out again.
+        @Test func answersReadTheSameWithinTheWaitAndFetchedLater() async throws {
+            let h = try await ServingHarness(pools: [ServingHarness.pool("cpu", max: 1)])
+            defer { h.stop() }
+            let code = """
+                def spell(x):
+                    return {"z": x / 4, "tiny": x * 1e-7, "whole": 100.0, "big": 1e300, "a": [x, -0.0, "é"]}
+                """
+            let dir = try ServingFixtures.pythonModule(
+                in: h.work.path, name: "speller", module: "speller", code: code, function: "spell", input: ["type": "number"],
+                output: ["type": "dict"])
+            let id = try await h.publish(dir)
+            func output(_ body: [UInt8], member: String) throws -> [UInt8] {
+                let text = String(decoding: body, as: UTF8.self)
+                let key = "\"\(member)\":"
+                let start = try #require(text.range(of: key), "\(text)")
+                return Array(String(text[start.upperBound...]).utf8)
+            }
+            for x in [2.5, 3.0, 1e-3] {
+                let live = try await h.api.send("POST", "/v1/servables/\(id)/run?wait=60", json: ["input": .double(x)])
+                #expect(live.status == 200, "\(live.json)")
+                let accepted = try await h.api.send("POST", "/v1/servables/\(id)/run?wait=0", json: ["input": .double(x)])
+                #expect(accepted.status == 202)
+                let task = try #require(accepted.json["id"]?.stringValue)
+                let stored = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
+                #expect(stored.status == 200, "\(stored.json)")
+                let answer = try output(live.body, member: "output")
+                #expect(try output(stored.body, member: "output") == answer, "input \(x)")
+                #expect(String(decoding: answer, as: UTF8.self).contains("100.0"), "as Python spelled it")
+                // The list says what each task is, not what it answered.
+                let listed = try await h.api.send("GET", "/v1/tasks?limit=1").json["tasks"]?.arrayValue?.first
+                #expect(listed?["id"]?.stringValue == task && listed?["status"]?.stringValue == "completed")
+                #expect(listed?["output"] == nil, "\(String(describing: listed))")
+                func keys(_ body: [UInt8]) -> [String] {
+                    guard case .object(let members)? = try? JSONValue.parse(body) else { return [] }
+                    return members.keys.sorted()
+                }
+                #expect(keys(live.body) == keys(stored.body))
+            }
+            // The stored answer parses to the values the function returned.
+            let accepted = try await h.api.send("POST", "/v1/servables/\(id)/run?wait=0", json: ["input": 8])
+            let task = try #require(accepted.json["id"]?.stringValue)
+            let stored = try await h.api.send("GET", "/v1/tasks/\(task)?wait=60")
+            let z = stored.json["output"]?["z"]
+            #expect(z == JSONValue.double(2) || z == JSONValue.int(2), "\(stored.json)")
+            #expect(stored.json["output"]?["a"]?.arrayValue?.last?.stringValue == "\u{e9}")
+        }
     }
 }

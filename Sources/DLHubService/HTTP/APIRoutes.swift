@@ -90,7 +90,7 @@ struct APIRoutes: Sendable {
                 members["license"] = citation.license.map { .string($0) } ?? .null
                 members["model_card"] = Self.modelCard(record.directory).map { .string($0) } ?? .null
                 // Why requests for it fail now, and when it is tried again (null when it loads).
-                members["load_failure"] = await runner.dispatcher.loadFailure(digest: record.digest) ?? .null
+                members["load_failure"] = await runner.loadFailure(digest: record.digest) ?? .null
                 json = .object(members)
             }
             return Response.json(json)

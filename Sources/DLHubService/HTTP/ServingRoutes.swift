@@ -21,10 +21,7 @@ struct ServingRoutes: Sendable {
             let body = try await request.body.collect(upTo: maxRequestBytes)
             // Waiting callers are answered from memory; a task id is handed out only once it is stored.
             let accepted = try await runner.accept(reference, body: Array(buffer: body), caller: caller, wait: wait)
-            if accepted.live {
-                if let answered = accepted.answered { return Self.response(answered) }
-                if let answered = try await runner.dispatcher.persistLive(accepted.taskID) { return Self.response(answered) }
-            }
+            if let answered = accepted.answered { return Self.response(TaskAnswer.body(answered)) }
             return try await taskResponse(accepted.taskID, caller: caller)
         }
         router.get("/v1/tasks/{id}") { request, context in
@@ -44,9 +41,10 @@ struct ServingRoutes: Sendable {
                 throw DLHubError(.badRequest, "limit must be a whole number from 1 to 1000, e.g. ?limit=20")
             }
             let tasks = try await store.tasks(owner: caller.login, limit: limit)
+            // What each is, not what it answered: that is `GET /v1/tasks/{id}`.
             var documents: [JSONValue] = []
             for task in tasks {
-                let running = task.finished == nil ? await runner.dispatcher.isRunning(task.id) : false
+                let running = task.finished == nil ? await runner.isRunning(task.id) : false
                 documents.append(task.document(running: running).json)
             }
             return Response.json(["tasks": .array(documents)])
@@ -59,11 +57,11 @@ struct ServingRoutes: Sendable {
             guard task.finished == nil else {
                 throw DLHubError(.conflict, "task \(id) already finished (\(task.status ?? "finished")); there is nothing to cancel")
             }
-            let outcome = try await runner.dispatcher.cancel(id, message: "cancelled by \(caller.login) before it ran")
-            var document = try await taskDocument(id, caller: caller)
-            document.cancelledItems = outcome.cancelled
-            document.runningItems = outcome.running
-            return Response.json(document.json)
+            let outcome = try await runner.cancel(id, message: "cancelled by \(caller.login) before it ran")
+            return try await taskResponse(id, caller: caller, status: .ok) {
+                $0.cancelledItems = outcome.cancelled
+                $0.runningItems = outcome.running
+            }
         }
         router.get("/v1/servables/{owner}/{name}/logs") { _, context in
             let caller = try context.requireCaller()
@@ -72,7 +70,7 @@ struct ServingRoutes: Sendable {
             guard record.owner == caller.login else {
                 throw DLHubError(.notFound, "no logs of \(record.id) for you: only its owner can read a servable's logs")
             }
-            let entries = await runner.dispatcher.logEntries(digest: record.digest)
+            let entries = await runner.logEntries(digest: record.digest)
             return Response.json(["servable": .string("\(record.id)@\(record.version)"), "entries": .array(entries)])
         }
         router.get("/v1/pilots") { _, context in
@@ -90,63 +88,32 @@ struct ServingRoutes: Sendable {
         return min(s, maxWait)
     }
 
-    /// A live task's answer, with the outputs the pilot sent spliced in as they are.
-    static func response(_ task: LiveTasks.Entry) -> Response {
-        let head = TaskDocument(
-            id: task.id, servable: task.servable, digest: task.digest,
-            status: task.failed == 0 ? "completed" : (task.failed == task.itemIDs.count ? "failed" : "completed_with_errors"),
-            created: task.created, items: task.itemIDs.count, remaining: 0, finished: task.finished ?? Date().timeIntervalSince1970)
-        var body = head.json.encoded()
-        body.removeLast()  // the closing brace: outputs follow
-        func append(_ outcome: ItemResult.Outcome?) {
-            if case .output(let bytes)? = outcome { body += bytes } else { body += Array("null".utf8) }
-        }
-        func appendError(_ outcome: ItemResult.Outcome?) {
-            if case .error(let message)? = outcome { body += JSONValue.string(message).encoded() } else { body += Array("null".utf8) }
-        }
-        if task.single {
-            if case .error? = task.outcomes.first ?? nil {
-                body += Array(#","error":"#.utf8)
-                appendError(task.outcomes[0])
-            } else {
-                body += Array(#","output":"#.utf8)
-                append(task.outcomes.first ?? nil)
-            }
-        } else {
-            body += Array(#","outputs":["#.utf8)
-            for (i, outcome) in task.outcomes.enumerated() {
-                if i > 0 { body.append(UInt8(ascii: ",")) }
-                append(outcome)
-            }
-            body.append(UInt8(ascii: "]"))
-            if task.failed > 0 {
-                body += Array(#","errors":["#.utf8)
-                for (i, outcome) in task.outcomes.enumerated() {
-                    if i > 0 { body.append(UInt8(ascii: ",")) }
-                    appendError(outcome)
-                }
-                body.append(UInt8(ascii: "]"))
-            }
-        }
-        body.append(UInt8(ascii: "}"))
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    /// A JSON body written by hand (`TaskAnswer`).
+    static func response(_ body: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     static func noSuchTask(_ id: String) -> DLHubError {
         DLHubError(.notFound, "no task \(id.prefix(100)) of yours; tasks are kept for a limited time after they finish")
     }
 
-    func taskResponse(_ id: String, caller: Caller) async throws(DLHubError) -> Response {
-        let document = try await taskDocument(id, caller: caller)
-        return Response.json(document.json, status: document.finished != nil ? .ok : .accepted)
+    /// A stored task as its owner sees it: 200 with its answer once finished, 202 before
+    /// (`status` overrides the code; `amend` adds to the document).
+    func taskResponse(
+        _ id: String, caller: Caller, status: HTTPResponse.Status? = nil, amend: (inout TaskDocument) -> Void = { _ in }
+    ) async throws(DLHubError) -> Response {
+        guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
+        var document = try await taskDocument(task)
+        amend(&document)
+        if task.finished != nil { return Self.response(TaskAnswer.body(task, head: document), status: status ?? .ok) }
+        return Self.response(document.json.encoded(), status: status ?? .accepted)
     }
 
     /// A stored task as its owner sees it, with what it waits for while unfinished.
-    func taskDocument(_ id: String, caller: Caller) async throws(DLHubError) -> TaskDocument {
-        guard let task = try await store.task(id), task.owner == caller.login else { throw Self.noSuchTask(id) }
+    func taskDocument(_ task: TaskRecord) async throws(DLHubError) -> TaskDocument {
         guard task.finished == nil else { return task.document() }
-        var document = task.document(running: await runner.dispatcher.isRunning(id))
-        document.location = "/v1/tasks/\(id)"
+        var document = task.document(running: await runner.isRunning(task.id))
+        document.location = "/v1/tasks/\(task.id)"
         if let building = await runner.environmentWait(digest: task.digest) {
             document.status = "building_environment"
             document.waitingFor = building

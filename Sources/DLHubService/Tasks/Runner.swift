@@ -31,9 +31,10 @@ public final class Runner: Sendable {
     public struct Accepted: Sendable {
         public var taskID: String
         public var pool: String
-        /// Kept in memory until answered or its wait runs out (see `LiveTasks`).
+        /// Kept in memory until answered or its wait ran out (see `LiveTasks`).
         public var live: Bool
-        /// A live task answered within its wait.
+        /// A live task answered within its wait; nil when the task is in the store (then its id
+        /// is what the caller gets).
         public var answered: LiveTasks.Entry?
     }
 
@@ -138,7 +139,9 @@ public final class Runner: Sendable {
                         parameters: parameterBytes, itemIDs: itemIDs, inputs: payloads)
                 )
             }
-            return Accepted(taskID: taskID, pool: pool.name, live: true, answered: answered)
+            if let answered { return Accepted(taskID: taskID, pool: pool.name, live: true, answered: answered) }
+            // The wait ran out: stored (with what it has so far) before its id is handed out.
+            return Accepted(taskID: taskID, pool: pool.name, live: true, answered: try await dispatcher.persistLive(taskID))
         }
         // Over quota: refused before anything is written.
         let itemIDs = try await dispatcher.reserve(owner: owner, items: payloads.count, bytes: bytes)
@@ -166,6 +169,22 @@ public final class Runner: Sendable {
         if single { return [JSONScanner.minified(body, member.value)] }
         return JSONScanner.arrayElements(body, in: member.value)?.map { JSONScanner.minified(body, $0) }
     }
+
+    // MARK: What the routes ask of a task
+
+    /// Whether some of a task's inputs are on a pilot now.
+    public func isRunning(_ taskID: String) async -> Bool { await dispatcher.isRunning(taskID) }
+
+    /// Cancels a stored task (see `Dispatcher.cancel`).
+    public func cancel(_ taskID: String, message: String) async throws(DLHubError) -> (cancelled: Int, running: Int) {
+        try await dispatcher.cancel(taskID, message: message)
+    }
+
+    /// What the workers of a servable version said, for its owner.
+    public func logEntries(digest: String) async -> [JSONValue] { await dispatcher.logEntries(digest: digest) }
+
+    /// The latest load failure of a servable version, for `describe`.
+    public func loadFailure(digest: String) async -> JSONValue? { await dispatcher.loadFailure(digest: digest) }
 
     /// What a servable's workers run with: for a servable with its own Python environment, the
     /// build it waits for, or why that build failed.
