@@ -95,10 +95,33 @@ import Testing
         #expect(served == ["alice", "bob", "alice", "bob", "alice", "bob", "alice", "bob", "alice", "bob"])
     }
 
+    /// A user who had nothing left and sends work again waits behind those who waited all along
+    /// (they used to get back the place they had when they left: the generated traffic below
+    /// found it).
+    @Test func aUserComingBackJoinsTheLineAtTheBack() {
+        var planner = BatchPlanner(maxBatchBytes: 1 << 20)
+        planner.add("qc", template: queue("qc"), items: items(2, from: 100, owner: "carol"))
+        #expect(planner.take("qc", freeSlots: 1).map(\.owner) == ["carol", "carol"])
+        planner.add("qa", template: queue("qa"), items: items(8, from: 200, owner: "alice"))
+        planner.add("qb", template: queue("qb"), items: items(8, from: 300, owner: "bob"))
+        var served: [String] = []
+        func next() {
+            guard let key = planner.ready.first else { return }
+            served.append(planner.take(key, freeSlots: 1).first?.owner ?? "none")
+        }
+        next()
+        planner.add("qc", template: queue("qc"), items: items(2, from: 400, owner: "carol"))
+        next()
+        next()
+        next()
+        // The line was bob, alice when carol came back: she goes after them.
+        #expect(served == ["alice", "bob", "alice", "carol"])
+    }
+
     /// Generated traffic (users, queues, adds, takes, put-backs, cancellations): nothing is lost
     /// or doubled, each user's items of a queue leave in the order they came, the counts agree,
     /// and with one slot at a time a user with work ready is served within as many batches as
-    /// there are users waiting.
+    /// there were users waiting when it began to wait (those who come later wait behind it).
     @Test func generatedTrafficLosesNothingKeepsOrderAndServesEveryUserInTurn() async {
         let op = Gen.int(in: 0...5).array(of: 1...120)
         let who = Gen.int(in: 0...3).array(of: 120...120)
@@ -110,7 +133,7 @@ import Testing
             var out: [UInt64] = []
             var lastOut: [String: UInt64] = [:]
             var cancelled = 0
-            var waitedSince: [String: Int] = [:]
+            var waitedSince: [String: (take: Int, among: Int)] = [:]
             var takes = 0
             for (n, kind) in ops.enumerated() {
                 let user = "u\(users[n])"
@@ -131,10 +154,11 @@ import Testing
                     #expect(!batch.isEmpty)
                     for owner in Set(batch.map(\.owner)) { waitedSince[owner] = nil }
                     for owner in waiting where waitedSince[owner] == nil && !batch.contains(where: { $0.owner == owner }) {
-                        waitedSince[owner] = takes
+                        waitedSince[owner] = (takes, waiting.count)
                     }
                     for (owner, since) in waitedSince where waiting.contains(owner) {
-                        #expect(takes - since < waiting.count, "\(owner) waited \(takes - since) batches among \(waiting.count) users")
+                        #expect(
+                            takes - since.take < since.among, "\(owner) waited \(takes - since.take) batches among \(since.among) users")
                     }
                     if kind == 4 {
                         planner.putBack(first, template: nil, items: batch)
@@ -151,6 +175,8 @@ import Testing
                     cancelled += planner.remove(key, task: "t\(max(0, n - 3))").count
                 }
                 #expect(planner.pending == planner.pendingByUser.values.reduce(0, +))
+                // A user left with nothing (all cancelled) has left the line: waiting starts again.
+                waitedSince = waitedSince.filter { planner.pendingByUser[$0.key] != nil }
             }
             var rest: [UInt64] = []
             for key in planner.queues.keys { rest += planner.drain(key).map(\.id) }

@@ -275,9 +275,15 @@ struct BatchPlanner {
         }
     }
 
+    /// A user with nothing pending who sends work again joins the line at the back, like a new
+    /// one: keeping the place they had when they last left let them pass users who had waited
+    /// all along (found by the generated-traffic property test).
     private mutating func adjust(_ owner: String, _ delta: Int) {
         let now = (pendingByUser[owner] ?? 0) + delta
-        if pendingByUser[owner] == nil, now > 0, !users.contains(owner) { users.append(owner) }
+        if pendingByUser[owner] == nil, now > 0 {
+            if let i = users.firstIndex(of: owner) { users.remove(at: i) }
+            users.append(owner)
+        }
         pendingByUser[owner] = now > 0 ? now : nil
     }
 }
