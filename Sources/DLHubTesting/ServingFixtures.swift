@@ -69,7 +69,7 @@ public enum ServingFixtures {
                         "method_details": ["module": .string(module), "method_name": .string(function)],
                     ]
                 ],
-                "timeout": .double(timeout), "batching": ["max_batch_size": .int(Int64(maxBatchSize)), "max_delay_ms": 5],
+                "timeout": .double(timeout), "batching": ["max_batch_size": .int(Int64(maxBatchSize))],
                 "deterministic": .bool(deterministic),
             ],
         ]

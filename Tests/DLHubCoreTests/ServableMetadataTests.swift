@@ -44,6 +44,22 @@ import Testing
         #expect(try ServableMetadata.validate(oneByOne, files: ["model.joblib"]).batching.maxBatchSize == 64)
     }
 
+    /// DLHub's batching delay is accepted from its files and means nothing here (a batch never
+    /// waits to fill); a value out of range is still a mistake worth naming.
+    @Test func aBatchingDelayIsAcceptedButOutOfRangeIsNamed() throws {
+        let doc = ServableFixtures.sklearnDocument()
+        for ms in [0, 5, 60_000] {
+            let m = try ServableMetadata.validate(
+                doc.setting(["servable", "batching"], to: ["max_delay_ms": .int(Int64(ms))]), files: ["model.joblib"])
+            #expect(try m.batching == ServableMetadata.validate(doc, files: ["model.joblib"]).batching)
+        }
+        for bad: JSONValue in [-1, 60_001, 2.5, "5", .null] {
+            #expect(throws: DLHubError.self) {
+                try ServableMetadata.validate(doc.setting(["servable", "batching"], to: ["max_delay_ms": bad]), files: ["model.joblib"])
+            }
+        }
+    }
+
     @Test func namesEveryProblemByItsFieldPath() {
         var doc = ServableFixtures.sklearnDocument()
         doc = doc.setting(["datacite", "titles"], to: [])

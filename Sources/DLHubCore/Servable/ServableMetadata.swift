@@ -45,7 +45,6 @@ public struct ServableMetadata: Sendable, Hashable {
         /// Keras), which the worker calls once per batch; other servables default to 64.
         public static let rowModelDefault = 1024
         public var maxBatchSize: Int = 64
-        public var maxDelayMilliseconds: Int = 5
         /// Whether the worker may call a model once for a whole batch (rows concatenated).
         public var vectorize = true
         public init() {}
@@ -264,12 +263,11 @@ extension ServableMetadata {
                         issues.append(ValidationIssue("servable.batching.max_batch_size", "must be a whole number from 1 to 100000"))
                     }
                 }
-                if let d = b["max_delay_ms"] {
-                    if let v = d.intValue, v >= 0, v <= 60_000 {
-                        batching.maxDelayMilliseconds = Int(v)
-                    } else {
-                        issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
-                    }
+                // DLHub's servable.json carries a batching delay; here a batch never waits for
+                // inputs to fill it (docs/worker-protocol.md), so the field is checked and kept in
+                // the description but means nothing.
+                if let d = b["max_delay_ms"], d.intValue.map({ (0...60_000).contains($0) }) != true {
+                    issues.append(ValidationIssue("servable.batching.max_delay_ms", "must be milliseconds from 0 to 60000"))
                 }
                 if let v = b["vectorize"] {
                     if let on = v.boolValue {
