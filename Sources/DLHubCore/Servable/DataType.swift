@@ -137,6 +137,33 @@ extension DataType {
         return explain(value, at: path)
     }
 
+    /// `check` on the JSON value at `range` of `bytes` (one well-formed value, as `JSONScanner`
+    /// found it). An array of a declared shape, what row models take, is checked on the bytes
+    /// without building it; other types, and an input that does not conform (for the message),
+    /// are parsed first.
+    public func check(_ bytes: [UInt8], _ range: Range<Int>, at path: String = "input") -> String? {
+        if case .ndarray(let shape?, nil) = self, Self.conforms(bytes, range, shape: shape[...]) { return nil }
+        guard let value = try? JSONValue.parse(bytes[range]) else { return "\(path): not a JSON value" }
+        return check(value, at: path)
+    }
+
+    private static func conforms(_ bytes: [UInt8], _ range: Range<Int>, shape: ArraySlice<Int?>) -> Bool {
+        guard !range.isEmpty else { return false }
+        guard let dim = shape.first else {
+            // A scalar: a number, a string or a boolean (`isScalar`).
+            switch bytes[range.lowerBound] {
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "\""), UInt8(ascii: "t"), UInt8(ascii: "f"):
+                return true
+            default: return false
+            }
+        }
+        guard bytes[range.lowerBound] == UInt8(ascii: "["), let elements = JSONScanner.arrayElements(bytes, in: range) else { return false }
+        if let size = dim, elements.count != size { return false }
+        let rest = shape.dropFirst()
+        for element in elements where !conforms(bytes, element, shape: rest) { return false }
+        return true
+    }
+
     private func conforms(_ value: JSONValue, shape: ArraySlice<Int?>, item: DataType?) -> Bool {
         guard let dim = shape.first else {
             if value.arrayValue != nil { return false }

@@ -54,38 +54,13 @@ public final class Runner: Sendable {
                 "\(record.id)@\(record.version) was withdrawn on \(w.at)\(w.reason.isEmpty ? "" : " (\(w.reason))"); run another version (`dlhub describe \(record.id)` lists them)"
             )
         }
-        let request: JSONValue
-        do { request = try JSONValue.parse(body) } catch {
-            throw DLHubError(.badRequest, "the request body is not valid JSON (\(error)); send {\"input\": ...} or {\"inputs\": [...]}")
-        }
-        guard request.objectValue != nil else {
-            throw DLHubError(.badRequest, "the request body must be a JSON object: {\"input\": ...} or {\"inputs\": [...]}")
-        }
-        let single: Bool
-        let inputs: [JSONValue]
-        switch (request["input"], request["inputs"]) {
-        case (let x?, nil):
-            single = true
-            inputs = [x]
-        case (nil, let xs?):
-            guard let list = xs.arrayValue, !list.isEmpty else { throw DLHubError(.badRequest, "\"inputs\" must be a non-empty list") }
-            guard list.count <= Self.maxInputs else {
-                throw DLHubError(.tooLarge, "\(list.count) inputs in one request; send at most \(Self.maxInputs)")
-            }
-            single = false
-            inputs = list
-        case (nil, nil): throw DLHubError(.badRequest, "the request has neither \"input\" nor \"inputs\"")
-        default: throw DLHubError(.badRequest, "send either \"input\" or \"inputs\", not both")
-        }
+        let request = try RunRequest.read(body, maxInputs: Self.maxInputs)
         let metadata = record.metadata
-        for (i, x) in inputs.enumerated() {
-            if let problem = metadata.input.check(x, at: single ? "input" : "inputs[\(i)]") {
-                throw DLHubError(.invalidInput, "\(problem); \(record.id) takes \(metadata.input)")
-            }
+        if let problem = request.problem(body, type: metadata.input) {
+            throw DLHubError(.invalidInput, "\(problem); \(record.id) takes \(metadata.input)")
         }
-        let parameters = request["parameters"] ?? .object([:])
-        guard parameters.objectValue != nil else { throw DLHubError(.badRequest, "\"parameters\" must be an object of keyword arguments") }
-        if let c = request["cache"], c.boolValue == nil { throw DLHubError(.badRequest, "\"cache\" must be true or false") }
+        let single = request.single
+        let parameters = request.parameters
         let pool: PoolConfiguration
         switch Placement.pool(for: metadata.resources, in: pools) {
         case .success(let p): pool = p
@@ -95,12 +70,11 @@ public final class Runner: Sendable {
         let taskID = UUID().uuidString.lowercased()
         // Each input goes to the pilot as the caller wrote it (checked above, whitespace taken
         // out), not parsed and written out again.
-        let sliced = Self.inputBytes(body, single: single)
-        let payloads = sliced?.count == inputs.count ? sliced! : inputs.map { $0.encoded() }
+        let payloads = request.payloads(body)
         let bytes = payloads.reduce(0) { $0 + $1.count }
         let key = Self.queueKey(digest: record.digest, parameters: parameters)
         // `"cache": false` keeps the request out of the cache both ways: not answered from it, not added to it.
-        let cached = metadata.deterministic && (request["cache"]?.boolValue ?? true)
+        let cached = metadata.deterministic && request.cache
         let resolved = await environment(for: record, pool: pool)
         let next: Dispatcher.Next
         if let failure = resolved.failure {
@@ -156,18 +130,6 @@ public final class Runner: Sendable {
         }
         await dispatcher.submit(items(itemIDs), live: nil, cacheKey: cached ? key : nil, then: next)
         return Accepted(taskID: taskID, pool: pool.name, live: false)
-    }
-
-    /// The bytes of each input in a request body that parsed: `input`, or each element of
-    /// `inputs` (the last of a repeated key, as the parser takes it), minified.
-    static func inputBytes(_ body: [UInt8], single: Bool) -> [[UInt8]]? {
-        var scanner = JSONScanner(body)
-        let name = single ? "input" : "inputs"
-        guard let members = scanner.objectMembers(), let member = members.last(where: { $0.key.elementsEqual(name.utf8) }) else {
-            return nil
-        }
-        if single { return [JSONScanner.minified(body, member.value)] }
-        return JSONScanner.arrayElements(body, in: member.value)?.map { JSONScanner.minified(body, $0) }
     }
 
     // MARK: What the routes ask of a task
