@@ -7,7 +7,7 @@ import ServiceLifecycle
 /// Submits, watches and releases pilot jobs through libslurm, pool by pool.
 ///
 /// Each tick it reads the state of every pilot job it submitted (never by parsing `squeue`),
-/// hands lost ones to the dispatcher for re-queueing, and carries out what `PoolPolicy` decides.
+/// hands lost ones to the dispatcher for re-queueing, and carries out what `PilotPlan` decides.
 /// Submission failures back off; a pool that keeps failing is paused with a visible reason.
 public actor PilotManager {
     struct TrackedJob {
@@ -155,39 +155,6 @@ public actor PilotManager {
         }
     }
 
-    /// A job from the previous run, once Slurm said what became of it: a running one is adopted
-    /// (its pilot reconnects), a pending one cancelled (it would start and find nobody), one of a
-    /// pool no longer configured cancelled too.
-    func review(_ id: UInt32, _ info: JobInfo?, now: Date) async {
-        guard let job = jobs[id] else { return }
-        jobs[id]?.fromPreviousRun = false
-        jobs[id]?.waitLearned = true
-        guard let info, !info.state.isFinished else {
-            jobs[id]?.endedAt = now
-            return
-        }
-        let configured = settings.pools.contains { $0.name == job.pool }
-        if info.state == .running, configured {
-            jobs[id]?.adoptedAt = now
-            // Said once, however many restarts it lives through (the table keeps the reason).
-            let adopted = "adopted after a service restart"
-            jobs[id]?.reason = job.reason.hasPrefix(adopted) ? job.reason : "\(adopted) (submitted: \(job.reason))"
-            logger.info("pilot job of the previous run adopted", metadata: ["slurm.job_id": "\(id)", "pilot.pool": "\(job.pool)"])
-            return
-        }
-        let why =
-            configured
-            ? "pending when the service restarted: cancelled (it would have started and found nobody)"
-            : "its pool \(job.pool) is no longer configured: cancelled"
-        jobs[id]?.endedAt = now
-        jobs[id]?.reason = why
-        logger.info("pilot job of the previous run cancelled", metadata: ["slurm.job_id": "\(id)", "reason": "\(why)"])
-        do throws(DLHubError) { try await slurm.cancel(id) } catch {
-            logger.warning(
-                "cannot cancel a pilot job of the previous run", metadata: ["slurm.job_id": "\(id)", "error": "\(error.message)"])
-        }
-    }
-
     public func setServiceAddress(_ address: String) {
         serviceAddress = address
         writeServiceFile()
@@ -201,106 +168,104 @@ public actor PilotManager {
         return PilotListener.Job(secret: job.secret, pool: job.pool)
     }
 
-    /// One round: observe every job, then act on every pool.
+    /// One round: every tracked job first, against what Slurm says of it; then every pool, seeing
+    /// what that changed (the ended jobs' work re-queued, silent pilots reaped).
     public func tick(now: Date = Date()) async {
-        // One call for every pilot job this service tracks (not one per job).
+        let seen = await observeJobs(now: now)
+        let round = PilotPlan.jobs(jobs, seen: seen)
+        record(round)
+        await carryOut(round.steps)
+        if round.ended { saveTable() }
+        await dispatcher.reapSilentSessions(olderThan: 60)
+        await dispatcher.reapOverdueBatches()
+        for pool in settings.pools {
+            let seen = await observe(pool, now: now)
+            await carryOut(PilotPlan.pool(pool, seen: seen), for: pool, now: now)
+        }
+        updatePilotGauges()
+    }
+
+    /// What the job round needs: Slurm's state of every tracked job (one call for all, not one
+    /// per job) and which jobs have a pilot connected. The first time Slurm answers, the pilot
+    /// jobs of this service it does not track are swept first.
+    func observeJobs(now: Date) async -> PilotPlan.Observation {
         let tracked = jobs.filter { $0.value.endedAt == nil }.map(\.key)
         var infos: [UInt32: JobInfo]?
         do { infos = try await slurm.jobs(tracked) } catch {
             logger.warning("cannot read pilot job states", metadata: ["error": "\(error)"])
         }
-        let ended = jobs.values.filter { $0.endedAt != nil }.count
         if !swept, infos != nil { await sweepUntracked() }
-        if let infos {
-            for (id, job) in jobs where job.fromPreviousRun { await review(id, infos[id], now: now) }
-        }
-        // An adopted job whose pilot does not come back within its grace period holds a node for nothing.
-        let graceEnd = Double(settings.reconnectGraceSeconds) + 30
-        let connectedJobs = Set(await dispatcher.allSessions().map(\.hello.jobID))
-        for (id, job) in jobs where job.endedAt == nil && !connectedJobs.contains(id) {
-            guard let adopted = job.adoptedAt, now.timeIntervalSince(adopted) > graceEnd else { continue }
-            jobs[id]?.adoptedAt = nil
-            jobs[id]?.drainRequested = true
-            jobs[id]?.reason = "adopted after a restart, but its pilot did not reconnect: cancelled"
-            logger.warning("adopted pilot job did not reconnect; cancelling it", metadata: ["slurm.job_id": "\(id)"])
-            try? await slurm.cancel(id)
-        }
-        for (id, job) in jobs where job.endedAt == nil && !job.fromPreviousRun {
-            guard let infos else { break }
-            if connectedJobs.contains(id) { jobs[id]?.adoptedAt = nil }
-            if let info = infos[id] {
-                let wasRunning = job.info?.state == .running
-                jobs[id]?.info = info
-                if !job.waitLearned, info.startTime > 0, info.submitTime > 0, info.state == .running || info.state.isFinished {
-                    jobs[id]?.waitLearned = true
-                    learnQueueWait(pool: job.pool, seconds: Double(max(0, info.startTime - info.submitTime)))
+        let connected = Set(await dispatcher.allSessions().map(\.hello.jobID))
+        return PilotPlan.Observation(
+            now: now, slurm: infos, connected: connected, pools: Set(settings.pools.map(\.name)),
+            reconnectGraceSeconds: settings.reconnectGraceSeconds)
+    }
+
+    /// Takes the job round's table and queue waits, before any of its steps can suspend the actor.
+    func record(_ round: PilotPlan.JobRound) {
+        jobs = round.jobs
+        for (pool, seconds) in round.queueWaits { learnQueueWait(pool: pool, seconds: seconds) }
+    }
+
+    /// The job round's Slurm calls, dispatcher calls and logs.
+    func carryOut(_ steps: [PilotPlan.JobStep]) async {
+        for step in steps {
+            switch step {
+            case .adopt(let id, let pool):
+                logger.info("pilot job of the previous run adopted", metadata: ["slurm.job_id": "\(id)", "pilot.pool": "\(pool)"])
+            case .cancelPrevious(let id, let why):
+                logger.info("pilot job of the previous run cancelled", metadata: ["slurm.job_id": "\(id)", "reason": "\(why)"])
+                do throws(DLHubError) { try await slurm.cancel(id) } catch {
+                    logger.warning(
+                        "cannot cancel a pilot job of the previous run", metadata: ["slurm.job_id": "\(id)", "error": "\(error.message)"])
                 }
-                if wasRunning, info.state == .pending {
-                    // Requeued under us (a site default): its pilot is gone; replace it rather than wait.
-                    jobs[id]?.endedAt = now
-                    jobs[id]?.reason = "requeued by Slurm (\(info.reason)); cancelled and replaced"
-                    try? await slurm.cancel(id)
-                    await dispatcher.jobEnded(id, reason: "job requeued by Slurm")
-                } else if info.state.isFinished {
-                    jobs[id]?.endedAt = now
-                    await dispatcher.jobEnded(
-                        id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
-                    logger.info(
-                        "pilot job ended",
-                        metadata: ["slurm.job_id": "\(id)", "slurm.state": "\(info.state.rawValue)", "slurm.reason": "\(info.reason)"])
-                }
-            } else {
-                jobs[id]?.endedAt = now
-                jobs[id]?.reason = "vanished from the controller"
+            case .abandon(let id):
+                logger.warning("adopted pilot job did not reconnect; cancelling it", metadata: ["slurm.job_id": "\(id)"])
+                try? await slurm.cancel(id)
+            case .requeued(let id):
+                try? await slurm.cancel(id)
+                await dispatcher.jobEnded(id, reason: "job requeued by Slurm")
+            case .finished(let id, let info):
+                await dispatcher.jobEnded(id, reason: "job \(info.state.rawValue)\(info.reason == "None" ? "" : " (\(info.reason))")")
+                logger.info(
+                    "pilot job ended",
+                    metadata: ["slurm.job_id": "\(id)", "slurm.state": "\(info.state.rawValue)", "slurm.reason": "\(info.reason)"])
+            case .vanished(let id):
                 await dispatcher.jobEnded(id, reason: "job vanished from the controller")
                 logger.warning("pilot job vanished from the controller", metadata: ["slurm.job_id": "\(id)"])
             }
         }
-        if jobs.values.filter({ $0.endedAt != nil }).count != ended { saveTable() }
-        // Forget jobs that ended a while ago.
-        jobs = jobs.filter { $0.value.endedAt.map { now.timeIntervalSince($0) < 120 } ?? true }
-        await dispatcher.reapSilentSessions(olderThan: 60)
-        await dispatcher.reapOverdueBatches()
+    }
 
-        for pool in settings.pools {
-            let load = await dispatcher.load(pool: pool.name)
-            let sessionsByJob = Dictionary(grouping: load.sessions, by: { $0.hello.jobID })
-            var pilots: [PoolPolicy.Pilot] = []
-            for job in jobs.values where job.pool == pool.name && job.endedAt == nil {
-                let sessions = sessionsByJob[job.id] ?? []
-                let idleSince = sessions.map(\.idleSince).max() ?? job.submittedAt
-                pilots.append(
-                    PoolPolicy.Pilot(
-                        jobID: job.id, state: job.info?.state ?? .pending,
-                        endTime: job.info?.state == .running ? job.info?.endTime ?? 0 : 0,
-                        connected: !sessions.isEmpty, draining: job.drainRequested || sessions.contains { $0.draining },
-                        busy: sessions.reduce(0) { $0 + $1.busy }, slots: max(1, sessions.reduce(0) { $0 + $1.slots }),
-                        idleSince: Int64(idleSince.timeIntervalSince1970), replaced: job.replaced))
-            }
-            var state = poolStates[pool.name] ?? PoolState()
-            let retryDue = state.nextAttempt <= now
-            let snapshot = PoolPolicy.Snapshot(
-                now: Int64(now.timeIntervalSince1970), pilots: pilots, queuedItems: load.queuedItems, paused: !retryDue,
-                queueWait: queueWait(pool: pool.name, now: now))
-            for action in PoolPolicy.actions(pool: pool, snapshot: snapshot) {
-                switch action {
-                case .submit(let reason):
-                    await submit(pool, reason: reason, state: &state, now: now)
-                case .submitReplacement(let old):
-                    if await submit(pool, reason: "replacing job \(old) before its walltime ends", state: &state, now: now) {
-                        jobs[old]?.replaced = true
-                    }
-                case .drain(let id, let reason):
-                    jobs[id]?.drainRequested = true
-                    await dispatcher.drain(jobID: id, reason: reason)
-                    if !(sessionsByJob[id]?.isEmpty ?? true) { continue }
-                    // Not connected (still pending, or never came up): nothing to drain, so cancel.
-                    try? await slurm.cancel(id)
-                }
-            }
-            poolStates[pool.name] = state
+    /// What the pool round needs of `pool`, read after the job round has been carried out.
+    func observe(_ pool: PoolConfiguration, now: Date) async -> PilotPlan.PoolObservation {
+        let load = await dispatcher.load(pool: pool.name)
+        let sessions = load.sessions.map {
+            PilotPlan.Session(jobID: $0.hello.jobID, busy: $0.busy, slots: $0.slots, draining: $0.draining, idleSince: $0.idleSince)
         }
-        updatePilotGauges()
+        let state = poolStates[pool.name] ?? PoolState()
+        return PilotPlan.PoolObservation(
+            now: now, jobs: jobs.values.filter { $0.pool == pool.name && $0.endedAt == nil },
+            sessions: Dictionary(grouping: sessions, by: \.jobID), queuedItems: load.queuedItems, retryAt: state.nextAttempt,
+            learnedQueueWait: state.queueWait)
+    }
+
+    /// The pool round's submissions and drains; submission failures go into the pool's back-off.
+    func carryOut(_ steps: [PilotPlan.PoolStep], for pool: PoolConfiguration, now: Date) async {
+        var state = poolStates[pool.name] ?? PoolState()
+        for step in steps {
+            switch step {
+            case .submit(let reason):
+                await submit(pool, reason: reason, state: &state, now: now)
+            case .replace(let old, let reason):
+                if await submit(pool, reason: reason, state: &state, now: now) { jobs[old]?.replaced = true }
+            case .drain(let id, let reason, let cancel):
+                jobs[id]?.drainRequested = true
+                await dispatcher.drain(jobID: id, reason: reason)
+                if cancel { try? await slurm.cancel(id) }
+            }
+        }
+        poolStates[pool.name] = state
     }
 
     @discardableResult
@@ -440,14 +405,9 @@ extension PilotManager {
         poolStates[pool] = state
     }
 
-    /// The queue wait the policy plans with: the learned one, or longer while a job of the pool
-    /// has already been pending longer than that (the cluster got busier).
+    /// The queue wait the policy plans with (see `PilotPlan.queueWait`).
     func queueWait(pool: String, now: Date) -> Int64 {
-        let learned = poolStates[pool]?.queueWait ?? 0
-        let pendingFor =
-            jobs.values.filter { $0.pool == pool && $0.endedAt == nil && ($0.info?.state ?? .pending) == .pending }
-            .map { now.timeIntervalSince($0.submittedAt) }.max() ?? 0
-        return Int64(max(learned, pendingFor))
+        PilotPlan.queueWait(learned: poolStates[pool]?.queueWait, jobs: jobs.values.filter { $0.pool == pool }, now: now)
     }
 
     /// `dlhub_pilots{pool, state}`: pilot jobs by pool and Slurm state (pending, running, ...).
