@@ -118,6 +118,8 @@ struct APIRoutes: Sendable {
 
     static func parameter(_ name: String, _ context: APIRequestContext) throws(DLHubError) -> String {
         guard let raw = context.parameters.get(name) else { throw DLHubError(.badRequest, "missing \(name) in the path") }
+        // Most paths hold no escapes: Foundation's decoding cost 1.3% of a run request's CPU.
+        guard raw.utf8.contains(UInt8(ascii: "%")) else { return raw }
         return raw.removingPercentEncoding ?? raw
     }
 

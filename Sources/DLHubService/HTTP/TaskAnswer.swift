@@ -11,8 +11,7 @@ enum TaskAnswer {
     /// input, in order: `output` for a request with one `input`, `outputs` (and `errors` when
     /// some failed) for one with `inputs`.
     static func body(_ head: TaskDocument, single: Bool, outcomes: [ItemResult.Outcome?]) -> [UInt8] {
-        var body = head.json.encoded()
-        body.removeLast()  // the closing brace: outputs follow
+        var body = Self.head(head)
         func output(_ outcome: ItemResult.Outcome?) {
             if case .output(let bytes)? = outcome, !bytes.isEmpty { body += bytes } else { body += Array("null".utf8) }
         }
@@ -46,6 +45,40 @@ enum TaskAnswer {
         }
         body.append(UInt8(ascii: "}"))
         return body
+    }
+
+    /// `head.json.encoded()` without its closing brace (outputs follow): for the members a
+    /// finished task has, written straight in the order `encoded()` sorts them, not through a
+    /// dictionary built for each answer (the same bytes: `TaskAnswerTests`).
+    static func head(_ head: TaskDocument) -> [UInt8] {
+        guard head.output == nil, head.outputs == nil, head.error == nil, head.errors == nil, head.waitingFor == nil, head.location == nil
+        else {
+            var body = head.json.encoded()
+            body.removeLast()
+            return body
+        }
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(320)
+        func member(_ key: StaticString, _ value: JSONValue) {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            out.append(contentsOf: "\":".utf8)
+            out += value.encoded()
+        }
+        if let cancelled = head.cancelled { member("cancelled", .double(cancelled)) }
+        if let n = head.cancelledItems { member("cancelled_items", .int(Int64(n))) }
+        member("created", .double(head.created))
+        member("digest", .string(head.digest))
+        if let finished = head.finished { member("finished", .double(finished)) }
+        member("id", .string(head.id))
+        member("items", .int(Int64(head.items)))
+        member("remaining", .int(Int64(head.remaining)))
+        if let n = head.runningItems { member("running_items", .int(Int64(n))) }
+        if let finished = head.finished { member("seconds", .double(finished - head.created)) }
+        member("servable", .string(head.servable))
+        member("status", .string(head.status))
+        return out
     }
 
     /// A task answered within its wait.
