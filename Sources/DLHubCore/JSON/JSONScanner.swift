@@ -57,6 +57,10 @@ public struct JSONScanner {
     public mutating func objectMembers() -> [(key: [UInt8], value: Range<Int>)]? {
         skipSpace()
         guard position < bytes.count, bytes[position] == UInt8(ascii: "{") else { return nil }
+        // The object is a level of nesting, as in `value()` (the parser counts it too).
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < 512 else { return nil }
         var members: [(key: [UInt8], value: Range<Int>)] = []
         var keysOK = true
         let bytes = self.bytes
@@ -126,10 +130,16 @@ public struct JSONScanner {
     /// Moves over the object at `position` (at its `{`), giving each key's range (quotes
     /// included) and its value's range; false when it is not well-formed.
     private mutating func walkObject(_ member: (Range<Int>, Range<Int>) -> Void) -> Bool {
-        walkList(close: UInt8(ascii: "}")) { s in
+        // Keys that are not plain ASCII, for the parser's check that no two are the same text in
+        // different Unicode forms (two ASCII keys never are).
+        var unusual: [Range<Int>] = []
+        var hasUnusual = false
+        let walked = walkList(close: UInt8(ascii: "}")) { s in
             let key = s.position
             guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: "\""), s.skipString() else { return false }
             let keyRange = key..<s.position
+            unusual.append(keyRange)
+            if !hasUnusual, s.bytes[keyRange].contains(where: { $0 >= 0x80 || $0 == UInt8(ascii: "\\") }) { hasUnusual = true }
             s.skipSpace()
             guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: ":") else { return false }
             s.position += 1
@@ -138,6 +148,16 @@ public struct JSONScanner {
             member(keyRange, value)
             return true
         }
+        guard walked else { return false }
+        guard hasUnusual else { return true }
+        var seen: [String: ArraySlice<UInt8>] = [:]
+        for range in unusual {
+            guard case .string(let key)? = try? JSONValue.parse(bytes[range]) else { return false }
+            let spelled = ArraySlice(key.utf8)
+            if let earlier = seen[key], earlier != spelled { return false }
+            seen[key] = spelled
+        }
+        return true
     }
 
     /// Moves over the array at `position` (at its `[`), giving each element's range.
@@ -184,6 +204,11 @@ public struct JSONScanner {
                 return true
             }
             if b < 0x20 { return false }
+            if b >= 0x80 {
+                guard let next = Self.utf8Sequence(bytes, at: position) else { return false }
+                position = next
+                continue
+            }
             if b == UInt8(ascii: "\\") {
                 position += 1
                 guard position < bytes.count else { return false }
@@ -209,6 +234,31 @@ public struct JSONScanner {
             position += 1
         }
         return false
+    }
+
+    /// The end of the well-formed UTF-8 sequence starting at `offset` (a byte of 0x80 or more):
+    /// no overlong forms, no surrogates, nothing past U+10FFFF; nil when it is not one.
+    static func utf8Sequence(_ bytes: [UInt8], at offset: Int) -> Int? {
+        let b0 = bytes[offset]
+        let count: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch b0 {
+        case 0xC2...0xDF: count = 2
+        case 0xE0: (count, low) = (3, 0xA0)
+        case 0xE1...0xEC, 0xEE...0xEF: count = 3
+        case 0xED: (count, high) = (3, 0x9F)
+        case 0xF0: (count, low) = (4, 0x90)
+        case 0xF1...0xF3: count = 4
+        case 0xF4: (count, high) = (4, 0x8F)
+        default: return nil
+        }
+        guard offset + count <= bytes.count else { return nil }
+        for k in 1..<count {
+            let b = bytes[offset + k]
+            guard b >= (k == 1 ? low : 0x80), b <= (k == 1 ? high : 0xBF) else { return nil }
+        }
+        return offset + count
     }
 
     private mutating func hex4() -> UInt32? {
@@ -251,6 +301,8 @@ public struct JSONScanner {
             return true
         }
         if bytes[position] == UInt8(ascii: "-") { position += 1 }
+        // No leading zeros (RFC 8259), as the parser.
+        if position + 1 < bytes.count, bytes[position] == UInt8(ascii: "0"), (48...57).contains(bytes[position + 1]) { return false }
         guard digits() else { return false }
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             position += 1

@@ -175,6 +175,12 @@ struct JSONParser {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let key = try parseString()
+            // Swift's strings compare equal when canonically equivalent ("K" and the Kelvin sign,
+            // "é" composed or not); a worker's language sees two keys. Such an object is refused
+            // rather than read as one key (a repeated key spelled the same keeps the last value).
+            if let index = members.index(forKey: key), !members.keys[index].utf8.elementsEqual(key.utf8) {
+                throw fail("two keys that are the same text in different Unicode forms")
+            }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
@@ -212,7 +218,13 @@ struct JSONParser {
         var out: [UInt8] = []
         while i < bytes.count {
             let b = bytes[i]
-            if b == UInt8(ascii: "\"") { i += 1; return String(decoding: out, as: UTF8.self) }
+            if b == UInt8(ascii: "\"") {
+                // JSON is UTF-8: invalid bytes are refused, not replaced (a worker reading the
+                // bytes forwarded as written would see another string than the one checked).
+                guard let text = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
+                i += 1
+                return text
+            }
             if b < 0x20 { throw fail("control character in a string") }
             if b == UInt8(ascii: "\\") {
                 i += 1
@@ -261,6 +273,11 @@ struct JSONParser {
         var isInteger = true
         if bytes[i] == UInt8(ascii: "-") { i += 1 }
         guard i < bytes.count, (48...57).contains(bytes[i]) else { throw fail("invalid number") }
+        // No leading zeros (RFC 8259): Python's json refuses `01`, and a worker would then fail
+        // the whole batch line it came in.
+        if bytes[i] == UInt8(ascii: "0"), i + 1 < bytes.count, (48...57).contains(bytes[i + 1]) {
+            throw fail("a number with a leading zero")
+        }
         while i < bytes.count, (48...57).contains(bytes[i]) { i += 1 }
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
             isInteger = false

@@ -197,7 +197,11 @@ extension DataType {
         case .dict(let props):
             guard let members = value.objectValue else { return "\(path): expected an object, got \(value.typeName)" }
             for (k, t) in props.sorted(by: { $0.key < $1.key }) {
-                guard let v = members[k] else { return "\(path): missing key '\(k)'" }
+                // By its bytes, as a worker's language compares keys (not by Swift's canonical
+                // equivalence, which takes the Kelvin sign for K).
+                guard let v = members.first(where: { $0.key.utf8.elementsEqual(k.utf8) })?.value else {
+                    return "\(path): missing key '\(k)'"
+                }
                 if let p = t.check(v, at: "\(path).\(k)") { return p }
             }
             return nil
