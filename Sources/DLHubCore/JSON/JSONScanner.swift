@@ -130,15 +130,15 @@ public struct JSONScanner {
     /// Moves over the object at `position` (at its `{`), giving each key's range (quotes
     /// included) and its value's range; false when it is not well-formed.
     private mutating func walkObject(_ member: (Range<Int>, Range<Int>) -> Void) -> Bool {
-        // Keys that are not plain ASCII, for the parser's check that no two are the same text in
-        // different Unicode forms (two ASCII keys never are).
-        var unusual: [Range<Int>] = []
+        // The keys, for the parser's check that no two are the same text in different Unicode
+        // forms, compared only when one is not plain ASCII (two ASCII keys never are).
+        var keys: [Range<Int>] = []
         var hasUnusual = false
         let walked = walkList(close: UInt8(ascii: "}")) { s in
             let key = s.position
             guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: "\""), s.skipString() else { return false }
             let keyRange = key..<s.position
-            unusual.append(keyRange)
+            keys.append(keyRange)
             if !hasUnusual, s.bytes[keyRange].contains(where: { $0 >= 0x80 || $0 == UInt8(ascii: "\\") }) { hasUnusual = true }
             s.skipSpace()
             guard s.position < s.bytes.count, s.bytes[s.position] == UInt8(ascii: ":") else { return false }
@@ -151,7 +151,7 @@ public struct JSONScanner {
         guard walked else { return false }
         guard hasUnusual else { return true }
         var seen: [String: ArraySlice<UInt8>] = [:]
-        for range in unusual {
+        for range in keys {
             guard case .string(let key)? = try? JSONValue.parse(bytes[range]) else { return false }
             let spelled = ArraySlice(key.utf8)
             if let earlier = seen[key], earlier != spelled { return false }

@@ -93,11 +93,6 @@ enum TaskAnswer {
     /// A stored task that finished; `head` is its document (see `TaskRecord.document`), with
     /// whatever the route adds (a cancel's counts).
     static func body(_ task: TaskRecord, head: TaskDocument) -> [UInt8] {
-        var head = head
-        head.output = nil
-        head.outputs = nil
-        head.error = nil
-        head.errors = nil
         let outcomes: [ItemResult.Outcome?] = task.items.map { item in
             switch item.state {
             case .done: .output(item.output ?? [])
